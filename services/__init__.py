@@ -1,0 +1,1 @@
+"""Services layer: everything the app does, with no Streamlit imports."""

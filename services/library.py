@@ -1,0 +1,288 @@
+"""The document library: file → parse (sandboxed) → chunks + keyword terms → store → embeddings.
+
+Parsing and storing happen first, so a document is keyword-searchable as soon as it is parsed; embedding
+runs afterwards, in batches, and only for chunks that have no vector yet (re-ingesting costs nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from services.config import Settings
+from services.embeddings import OfflineEmbeddings
+from services.errors import DocQAError, EmptyDocument, FileTooLarge, UnsupportedFile
+from services.models import ParsedDocument
+from services.store import DocumentRecord, LibraryStore, NewChunk
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class IngestResult:
+    source: str
+    status: str  # "added" | "duplicate" | "failed"
+    message: str = ""
+    document_id: str | None = None
+    pages: int = 0
+    chunks: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("added", "duplicate")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def safe_display_name(name: str) -> str:
+    """A file name fit to show and to store: no directories, no control characters, bounded length."""
+    base = re.split(r"[\\/]", name.strip())[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip(" .")
+    if len(base) > 180:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[:160] + "…" + dot + ext) if dot else base[:180]
+    return base or "unnamed"
+
+
+def content_id(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def chunk_id(document_id: str, page: int, start: int, text: str) -> str:
+    return hashlib.sha256(f"{document_id}|{page}|{start}|{text}".encode()).hexdigest()[:20]
+
+
+def expand_paths(paths: Iterable[Path]) -> list[Path]:
+    """Files as given, folders walked recursively (sorted, hidden files skipped)."""
+    out: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
+                    out.append(child)
+        else:
+            out.append(path)
+    return out
+
+
+class Library:
+    """Ingest, embed, delete and re-index documents. Thread-safe through the store's locking."""
+
+    def __init__(self, settings: Settings, embedder: OfflineEmbeddings, store: LibraryStore):
+        self.settings = settings
+        self.embedder = embedder
+        self.store = store
+
+    # ---- ingest ------------------------------------------------------------------------------------------
+    def ingest_paths(
+        self,
+        paths: Sequence[Path],
+        *,
+        text_column: str | None = None,
+        id_column: str | None = None,
+        date_column: str | None = None,
+        progress: Progress | None = None,
+        embed: bool = True,
+    ) -> list[IngestResult]:
+        files = expand_paths(paths)
+        results: list[IngestResult] = []
+        for n, path in enumerate(files):
+            if progress:
+                progress(f"Reading {path.name}", n, len(files))
+            results.extend(
+                self.ingest_file(path, text_column=text_column, id_column=id_column, date_column=date_column)
+            )
+        if progress:
+            progress("Read all files", len(files), len(files))
+        if embed:
+            self.embed_pending(progress=progress)
+        return results
+
+    def ingest_file(
+        self,
+        path: Path,
+        *,
+        source_name: str | None = None,
+        text_column: str | None = None,
+        id_column: str | None = None,
+        date_column: str | None = None,
+        keep_copy: bool = True,
+    ) -> list[IngestResult]:
+        """Parse one file and store its document(s) without embedding. Never raises for a bad file."""
+        from services.ingest import SUPPORTED_EXTENSIONS, parse_file
+
+        source = safe_display_name(source_name or path.name)
+        try:
+            if not path.is_file():
+                raise DocQAError(f"{source}: file not found.")
+            if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+                kinds = "PDF, DOCX, TXT, Markdown, HTML, CSV, JSON Lines"
+                raise UnsupportedFile(
+                    f"{source}: {path.suffix or 'files without an extension'} files are not supported "
+                    f"(supported: {kinds})."
+                )
+            size_mb = path.stat().st_size / 1e6
+            if size_mb > self.settings.max_file_mb:
+                raise FileTooLarge(
+                    f"{source} is {size_mb:.0f} MB, over the {self.settings.max_file_mb} MB limit "
+                    "(DOCQA_MAX_FILE_MB)."
+                )
+            parsed = parse_file(
+                path,
+                source_name=source,
+                text_column=text_column,
+                id_column=id_column,
+                date_column=date_column,
+                timeout_s=self.settings.parse_timeout_s,
+                memory_mb=self.settings.parse_memory_mb,
+                ocr=self.settings.ocr == "auto",
+            )
+        except DocQAError as exc:
+            return [IngestResult(source=source, status="failed", message=exc.message)]
+        except Exception as exc:  # a parser bug must not take the batch down
+            log.exception("unexpected failure parsing %s", source)
+            return [IngestResult(source=source, status="failed", message=f"{source} could not be read ({exc}).")]
+
+        stored_path = self._keep_file(path, parsed) if keep_copy else str(path)
+        return [self._store_parsed(doc, stored_path) for doc in parsed]
+
+    def ingest_parsed(self, docs: Sequence[ParsedDocument], *, embed: bool = True) -> list[IngestResult]:
+        """Store already-parsed documents (evaluation sets, batch pipelines); then embed what is new."""
+        results = [self._store_parsed(doc, None) for doc in docs]
+        if embed:
+            self.embed_pending()
+        return results
+
+    def _keep_file(self, path: Path, parsed: list[ParsedDocument]) -> str:
+        """Copy the original under its content hash: the database plus these files are the source of truth."""
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        target = self.settings.uploads_dir / f"{digest}{path.suffix.lower()}"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        return str(target)
+
+    def _store_parsed(self, doc: ParsedDocument, stored_path: str | None) -> IngestResult:
+        from services.chunking import chunk_pages
+        from services.text_zh import detect_script, keyword_tokens
+
+        try:
+            full_text = doc.full_text
+            if not full_text.strip():
+                pages = ", ".join(str(p) for p in doc.skipped_pages) or "all"
+                raise EmptyDocument(f"{doc.source} has no text to index (pages without text: {pages}).")
+            document_id = content_id(full_text)
+            existing = self.store.has_document(document_id)
+            if existing is not None and existing.status != "failed":
+                return IngestResult(
+                    source=doc.source,
+                    status="duplicate",
+                    message=f"{doc.source} has the same content as {existing.source}, already in the library.",
+                    document_id=document_id,
+                    pages=existing.pages,
+                    chunks=existing.chunks,
+                )
+            spans = chunk_pages(
+                doc.pages,
+                self.embedder.count_tokens,
+                self.settings.chunk_tokens,
+                self.settings.chunk_overlap_sentences,
+            )
+            chunks = [
+                NewChunk(
+                    id=chunk_id(document_id, s.page, s.start, s.text),
+                    page=s.page,
+                    start=s.start,
+                    end=s.end,
+                    text=s.text,
+                    tokens=s.tokens,
+                    terms=keyword_tokens(s.text),
+                )
+                for s in spans
+            ]
+            added = self.store.add_document(
+                document_id=document_id,
+                source=doc.source,
+                kind=doc.kind,
+                title=doc.title or doc.source,
+                file_path=stored_path,
+                pages=[(p.number, p.text) for p in doc.pages],
+                chunks=chunks,
+                script=detect_script(full_text[:20000]),
+                warnings=doc.warnings,
+                metadata=doc.metadata,
+                doc_date=doc.date,
+            )
+            if not added:  # another session stored it between our check and our insert
+                return IngestResult(
+                    source=doc.source,
+                    status="duplicate",
+                    message=f"{doc.source} is already in the library.",
+                    document_id=document_id,
+                )
+            return IngestResult(
+                source=doc.source,
+                status="added",
+                document_id=document_id,
+                pages=len(doc.pages),
+                chunks=len(chunks),
+                warnings=list(doc.warnings),
+                message="; ".join(doc.warnings),
+            )
+        except DocQAError as exc:
+            return IngestResult(source=doc.source, status="failed", message=exc.message, warnings=doc.warnings)
+
+    # ---- embeddings --------------------------------------------------------------------------------------
+    def embed_pending(
+        self, *, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None
+    ) -> int:
+        """Embed every chunk that has no vector yet, batch by batch; returns how many were embedded."""
+        total = self.store.pending_count()
+        done = 0
+        batch = self.settings.embed_batch_size
+        started = time.monotonic()
+        try:
+            while not (should_stop and should_stop()):
+                pending = self.store.pending_chunks(batch)
+                if not pending:
+                    break
+                ids = [vid for vid, _ in pending]
+                vectors = self.embedder.encode_passages([text for _, text in pending])
+                self.store.set_embeddings(ids, vectors)
+                done += len(ids)
+                if progress:
+                    rate = done / max(time.monotonic() - started, 1e-6)
+                    left = max(total - done, 0) / rate if rate else 0
+                    progress(f"Embedding passages ({rate:.1f}/s, about {left:.0f} s left)", done, max(total, done))
+        finally:
+            if done:
+                self.store.save_index()
+        return done
+
+    # ---- maintenance -------------------------------------------------------------------------------------
+    def delete(self, document_id: str) -> DocumentRecord:
+        record = self.store.delete_document(document_id)
+        if record.file_path and not self._file_still_used(record.file_path):
+            Path(record.file_path).unlink(missing_ok=True)
+        return record
+
+    def _file_still_used(self, file_path: str) -> bool:
+        return any(d.file_path == file_path for d in self.store.list_documents())
+
+    def documents(self) -> list[DocumentRecord]:
+        return self.store.list_documents()

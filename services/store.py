@@ -1,0 +1,648 @@
+"""The local library store: SQLite (documents, pages, chunks, embeddings, keyword index, manifest) + FAISS.
+
+SQLite is the source of truth; the FAISS file is derived and rebuilt from the embeddings kept in SQLite
+whenever it is missing, corrupt or stale. Writes take a cross-process file lock (one writer at a time) and
+run in SQLite transactions, so a process killed mid-ingest leaves either nothing or a document whose
+remaining chunks are embedded on the next start. No pickle: FAISS's own format, SQLite, JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock
+
+from services.errors import DocumentNotFound, EmbeddingModelMismatch
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    title TEXT NOT NULL DEFAULT '',
+    file_path TEXT,
+    pages INTEGER NOT NULL DEFAULT 0,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    script TEXT NOT NULL DEFAULT 'unknown',
+    status TEXT NOT NULL,
+    error TEXT,
+    warnings TEXT NOT NULL DEFAULT '[]',
+    metadata TEXT NOT NULL DEFAULT '{}',
+    doc_date TEXT,
+    added_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pages (
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (document_id, number)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    vector_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    page INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    tokens INTEGER NOT NULL DEFAULT 0,
+    embedding BLOB
+);
+CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
+CREATE INDEX IF NOT EXISTS chunks_pending ON chunks(vector_id) WHERE embedding IS NULL;
+CREATE VIRTUAL TABLE IF NOT EXISTS chunk_terms USING fts5(terms, tokenize = 'unicode61 remove_diacritics 0');
+"""
+
+
+@dataclass
+class DocumentRecord:
+    id: str
+    source: str
+    kind: str
+    title: str
+    file_path: str | None
+    pages: int
+    chunks: int
+    script: str
+    status: str  # "embedding" (keyword-searchable, vectors pending) | "ready" | "failed"
+    error: str | None
+    warnings: list[str]
+    metadata: dict[str, Any]
+    doc_date: str | None
+    added_at: str
+    embedded: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ChunkRecord:
+    vector_id: int
+    id: str
+    document_id: str
+    source: str
+    title: str
+    ordinal: int
+    page: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass
+class NewChunk:
+    id: str
+    page: int
+    start: int
+    end: int
+    text: str
+    tokens: int
+    terms: list[str] = field(default_factory=list)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fts_query(terms: Iterable[str]) -> str:
+    """An FTS5 OR-query of quoted terms (quotes inside terms are doubled, so nothing is FTS syntax)."""
+    unique = dict.fromkeys(t for t in terms if t.strip())
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in unique)
+
+
+class LibraryStore:
+    """One library on local disk. Thread-safe; safe against other processes through a file lock."""
+
+    def __init__(self, data_dir: Path, embedder_name: str, dimension: int, *, lock_timeout_s: float = 120):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.embedder_name = embedder_name
+        self.dimension = dimension
+        self.db_path = self.data_dir / "library.sqlite3"
+        self.faiss_path = self.data_dir / "vectors.faiss"
+        self.faiss_meta_path = self.data_dir / "vectors.faiss.json"
+        self._file_lock = FileLock(str(self.data_dir / "write.lock"), timeout=lock_timeout_s)
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._index: Any = None
+        self._index_version = -1
+        self.notices: list[str] = []  # messages for the user about repairs made on open
+        with self._lock, self._file_lock:
+            self._connect().executescript(_SCHEMA)  # executescript commits on its own
+        with self.writing() as db:
+            self._check_manifest(db)
+
+    # ---- connections and locking -------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """One writer at a time across threads and processes; the block is one transaction."""
+        with self._lock, self._file_lock:
+            db = self._connect()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            else:
+                db.execute("COMMIT")
+
+    def _read(self) -> sqlite3.Connection:
+        return self._connect()
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # ---- manifest ----------------------------------------------------------------------------------------
+    def _check_manifest(self, db: sqlite3.Connection) -> None:
+        rows = dict(db.execute("SELECT key, value FROM manifest").fetchall())
+        if not rows:
+            db.executemany(
+                "INSERT INTO manifest(key, value) VALUES (?, ?)",
+                [
+                    ("schema_version", SCHEMA_VERSION),
+                    ("embedding_model", self.embedder_name),
+                    ("embedding_dimension", str(self.dimension)),
+                    ("vectors_version", "0"),
+                    ("created_at", _now()),
+                ],
+            )
+            return
+        model, dim = rows.get("embedding_model"), rows.get("embedding_dimension")
+        if model != self.embedder_name or dim != str(self.dimension):
+            raise EmbeddingModelMismatch(
+                f"This library was indexed with the embedding model {model} ({dim} dimensions), but the app is "
+                f"set to {self.embedder_name} ({self.dimension}). Re-index the library with the new model "
+                "(Library page → Re-index, or `python cli.py reindex`), or switch DOCQA_EMBEDDER back."
+            )
+
+    def manifest(self) -> dict[str, str]:
+        return dict(self._read().execute("SELECT key, value FROM manifest").fetchall())
+
+    def _vectors_version(self) -> int:
+        row = self._read().execute("SELECT value FROM manifest WHERE key='vectors_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _bump_vectors_version(db: sqlite3.Connection) -> int:
+        db.execute("UPDATE manifest SET value = CAST(value AS INTEGER) + 1 WHERE key='vectors_version'")
+        return int(db.execute("SELECT value FROM manifest WHERE key='vectors_version'").fetchone()[0])
+
+    @classmethod
+    def reset_embedding_model(cls, data_dir: Path, embedder_name: str, dimension: int) -> None:
+        """Forget every stored vector and record a new model: the library keeps its text and is re-embedded."""
+        db_path = Path(data_dir) / "library.sqlite3"
+        lock = FileLock(str(Path(data_dir) / "write.lock"), timeout=120)
+        with lock, sqlite3.connect(db_path, isolation_level=None) as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("UPDATE chunks SET embedding = NULL")
+            db.execute("UPDATE documents SET status='embedding' WHERE status='ready'")
+            db.execute("UPDATE manifest SET value=? WHERE key='embedding_model'", (embedder_name,))
+            db.execute("UPDATE manifest SET value=? WHERE key='embedding_dimension'", (str(dimension),))
+            db.execute("UPDATE manifest SET value = CAST(value AS INTEGER) + 1 WHERE key='vectors_version'")
+            db.execute("COMMIT")
+        for name in ("vectors.faiss", "vectors.faiss.json"):
+            (Path(data_dir) / name).unlink(missing_ok=True)
+
+    # ---- documents ---------------------------------------------------------------------------------------
+    def has_document(self, document_id: str) -> DocumentRecord | None:
+        try:
+            return self.get_document(document_id)
+        except DocumentNotFound:
+            return None
+
+    def add_document(
+        self,
+        *,
+        document_id: str,
+        source: str,
+        kind: str,
+        title: str,
+        file_path: str | None,
+        pages: Sequence[tuple[int, str]],
+        chunks: Sequence[NewChunk],
+        script: str,
+        warnings: Sequence[str] = (),
+        metadata: dict[str, Any] | None = None,
+        doc_date: str | None = None,
+    ) -> bool:
+        """Insert a parsed document with its pages, chunks and keyword terms in one transaction.
+
+        Returns False (and changes nothing) when a document with the same content id already exists and did
+        not fail; a failed one is replaced, so a retry works.
+        """
+        with self.writing() as db:
+            row = db.execute("SELECT status FROM documents WHERE id=?", (document_id,)).fetchone()
+            if row is not None:
+                if row["status"] != "failed":
+                    return False
+                self._delete_rows(db, document_id)
+            db.execute(
+                "INSERT INTO documents(id, source, kind, title, file_path, pages, chunks, script, status, warnings,"
+                " metadata, doc_date, added_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    document_id,
+                    source,
+                    kind,
+                    title,
+                    file_path,
+                    len(pages),
+                    len(chunks),
+                    script,
+                    "embedding" if chunks else "ready",
+                    json.dumps(list(warnings), ensure_ascii=False),
+                    json.dumps(metadata or {}, ensure_ascii=False, default=str),
+                    doc_date,
+                    _now(),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO pages(document_id, number, text) VALUES (?,?,?)",
+                [(document_id, n, t) for n, t in pages],
+            )
+            for ordinal, chunk in enumerate(chunks):
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO chunks(id, document_id, ordinal, page, start, end, text, tokens)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    (chunk.id, document_id, ordinal, chunk.page, chunk.start, chunk.end, chunk.text, chunk.tokens),
+                )
+                if cur.rowcount:
+                    db.execute(
+                        "INSERT INTO chunk_terms(rowid, terms) VALUES (?, ?)", (cur.lastrowid, " ".join(chunk.terms))
+                    )
+            actual = db.execute("SELECT COUNT(*) FROM chunks WHERE document_id=?", (document_id,)).fetchone()[0]
+            db.execute("UPDATE documents SET chunks=? WHERE id=?", (actual, document_id))
+        return True
+
+    def _delete_rows(self, db: sqlite3.Connection, document_id: str) -> list[int]:
+        ids = [r[0] for r in db.execute("SELECT vector_id FROM chunks WHERE document_id=?", (document_id,))]
+        db.executemany("DELETE FROM chunk_terms WHERE rowid=?", [(i,) for i in ids])
+        db.execute("DELETE FROM chunks WHERE document_id=?", (document_id,))
+        db.execute("DELETE FROM pages WHERE document_id=?", (document_id,))
+        db.execute("DELETE FROM documents WHERE id=?", (document_id,))
+        return ids
+
+    def delete_document(self, document_id: str) -> DocumentRecord:
+        """Remove a document, its chunks, terms and vectors. Search stops returning it at once."""
+        record = self.get_document(document_id)
+        with self.writing() as db:
+            ids = self._delete_rows(db, document_id)
+            version = self._bump_vectors_version(db)
+            if self._index is not None and ids:
+                self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+                self._index_version = version
+        self._save_index_quietly()
+        return record
+
+    def mark_failed(self, document_id: str, error: str) -> None:
+        with self.writing() as db:
+            db.execute("UPDATE documents SET status='failed', error=? WHERE id=?", (error, document_id))
+
+    def _record(self, row: sqlite3.Row) -> DocumentRecord:
+        data = dict(row)
+        data["warnings"] = json.loads(data["warnings"] or "[]")
+        data["metadata"] = json.loads(data["metadata"] or "{}")
+        return DocumentRecord(**data)
+
+    _DOC_COLUMNS = (
+        "d.id, d.source, d.kind, d.title, d.file_path, d.pages, d.chunks, d.script, d.status, d.error, d.warnings,"
+        " d.metadata, d.doc_date, d.added_at,"
+        " (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id AND c.embedding IS NOT NULL) AS embedded"
+    )
+
+    def get_document(self, document_id: str) -> DocumentRecord:
+        row = self._read().execute(f"SELECT {self._DOC_COLUMNS} FROM documents d WHERE d.id=?", (document_id,)).fetchone()
+        if row is None:
+            raise DocumentNotFound(f"No document with id {document_id} in the library.")
+        return self._record(row)
+
+    def list_documents(self) -> list[DocumentRecord]:
+        rows = self._read().execute(f"SELECT {self._DOC_COLUMNS} FROM documents d ORDER BY d.added_at, d.source")
+        return [self._record(r) for r in rows]
+
+    def document_ids_between(self, start: str | None, end: str | None) -> list[str]:
+        """Documents whose date (row date, else the day added) lies in [start, end] (ISO dates, inclusive)."""
+        clauses, args = [], []
+        if start:
+            clauses.append("substr(COALESCE(doc_date, added_at), 1, 10) >= ?")
+            args.append(start[:10])
+        if end:
+            clauses.append("substr(COALESCE(doc_date, added_at), 1, 10) <= ?")
+            args.append(end[:10])
+        where = " AND ".join(clauses) or "1"
+        return [r[0] for r in self._read().execute(f"SELECT id FROM documents WHERE {where}", args)]
+
+    def pages_of(self, document_id: str) -> list[tuple[int, str]]:
+        rows = self._read().execute("SELECT number, text FROM pages WHERE document_id=? ORDER BY number", (document_id,))
+        return [(r[0], r[1]) for r in rows]
+
+    def page_text(self, document_id: str, page: int) -> str:
+        row = self._read().execute(
+            "SELECT text FROM pages WHERE document_id=? AND number=?", (document_id, page)
+        ).fetchone()
+        return row[0] if row else ""
+
+    def counts(self) -> dict[str, int]:
+        db = self._read()
+        return {
+            "documents": db.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
+            "chunks": db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0],
+            "embedded": db.execute("SELECT COUNT(*) FROM chunks WHERE embedding IS NOT NULL").fetchone()[0],
+            "terms": db.execute("SELECT COUNT(*) FROM chunk_terms").fetchone()[0],
+        }
+
+    # ---- chunks ------------------------------------------------------------------------------------------
+    _CHUNK_COLUMNS = (
+        "c.vector_id, c.id, c.document_id, d.source, d.title, c.ordinal, c.page, c.start, c.end, c.text"
+    )
+
+    def get_chunks(self, vector_ids: Sequence[int]) -> list[ChunkRecord]:
+        """Chunks by vector id, in the order asked; ids of deleted chunks are silently dropped."""
+        if not vector_ids:
+            return []
+        found: dict[int, ChunkRecord] = {}
+        db = self._read()
+        ids = list(vector_ids)
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for row in db.execute(
+                f"SELECT {self._CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.document_id"
+                f" WHERE c.vector_id IN ({marks})",
+                part,
+            ):
+                found[row[0]] = ChunkRecord(*row)
+        return [found[i] for i in ids if i in found]
+
+    def document_chunks(self, document_id: str) -> list[ChunkRecord]:
+        rows = self._read().execute(
+            f"SELECT {self._CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.document_id"
+            " WHERE c.document_id=? ORDER BY c.ordinal",
+            (document_id,),
+        )
+        return [ChunkRecord(*r) for r in rows]
+
+    def vector_ids_of(self, document_ids: Sequence[str]) -> np.ndarray:
+        if not document_ids:
+            return np.zeros(0, dtype=np.int64)
+        db = self._read()
+        out: list[int] = []
+        docs = list(document_ids)
+        for start in range(0, len(docs), 500):
+            part = docs[start : start + 500]
+            marks = ",".join("?" * len(part))
+            out.extend(r[0] for r in db.execute(f"SELECT vector_id FROM chunks WHERE document_id IN ({marks})", part))
+        return np.asarray(out, dtype=np.int64)
+
+    def pending_chunks(self, limit: int) -> list[tuple[int, str]]:
+        rows = self._read().execute(
+            "SELECT vector_id, text FROM chunks WHERE embedding IS NULL ORDER BY vector_id LIMIT ?", (limit,)
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def pending_count(self) -> int:
+        return self._read().execute("SELECT COUNT(*) FROM chunks WHERE embedding IS NULL").fetchone()[0]
+
+    def set_embeddings(self, vector_ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Store vectors for chunks (skipping chunks deleted meanwhile) and mark finished documents ready."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(vector_ids), self.dimension):
+            raise ValueError(f"expected {len(vector_ids)} vectors of {self.dimension} dims, got {vectors.shape}")
+        with self.writing() as db:
+            stored: list[int] = []
+            for vid, vec in zip(vector_ids, vectors, strict=True):
+                cur = db.execute(
+                    "UPDATE chunks SET embedding=? WHERE vector_id=? AND embedding IS NULL", (vec.tobytes(), int(vid))
+                )
+                if cur.rowcount:
+                    stored.append(int(vid))
+            db.execute(
+                "UPDATE documents SET status='ready' WHERE status='embedding' AND NOT EXISTS"
+                " (SELECT 1 FROM chunks c WHERE c.document_id = documents.id AND c.embedding IS NULL)"
+            )
+            version = self._bump_vectors_version(db)
+            if self._index is not None and self._index_version == version - 1 and stored:
+                keep = [i for i, vid in enumerate(vector_ids) if int(vid) in set(stored)]
+                self._index.add_with_ids(vectors[keep], np.asarray(stored, dtype=np.int64))
+                self._index_version = version
+
+    def iter_embeddings(self, document_ids: Sequence[str] | None = None) -> tuple[list[ChunkRecord], np.ndarray]:
+        """All embedded chunks (optionally of some documents) with their vectors, for topics."""
+        db = self._read()
+        where = "c.embedding IS NOT NULL"
+        args: list[Any] = []
+        if document_ids is not None:
+            marks = ",".join("?" * len(document_ids)) or "NULL"
+            where += f" AND c.document_id IN ({marks})"
+            args = list(document_ids)
+        rows = db.execute(
+            f"SELECT {self._CHUNK_COLUMNS}, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id"
+            f" WHERE {where} ORDER BY c.vector_id",
+            args,
+        ).fetchall()
+        chunks = [ChunkRecord(*r[:10]) for r in rows]
+        vectors = np.zeros((len(rows), self.dimension), dtype=np.float32)
+        for i, r in enumerate(rows):
+            vectors[i] = np.frombuffer(r[10], dtype=np.float32)
+        return chunks, vectors
+
+    # ---- FAISS -------------------------------------------------------------------------------------------
+    def _ensure_index(self) -> Any:
+        """The in-memory FAISS index, (re)loaded when another process changed the vectors."""
+        version = self._vectors_version()
+        with self._lock:
+            if self._index is not None and self._index_version == version:
+                return self._index
+            self._index = self._load_or_rebuild(version)
+            self._index_version = version
+            return self._index
+
+    def _load_or_rebuild(self, version: int) -> Any:
+        import faiss
+
+        if self.faiss_path.exists() and self.faiss_meta_path.exists():
+            try:
+                meta = json.loads(self.faiss_meta_path.read_text())
+                if meta.get("version") == version and meta.get("model") == self.embedder_name:
+                    index = faiss.read_index(str(self.faiss_path))
+                    if index.ntotal == meta.get("count") and index.d == self.dimension:
+                        return index
+            except Exception as exc:  # a corrupt file is rebuilt below
+                log.warning("vector index unreadable (%s); rebuilding from the library database", exc)
+        elif not self.faiss_path.exists() and self.counts()["embedded"]:
+            log.info("vector index file missing; rebuilding")
+        index = self._rebuild(version)
+        embedded = index.ntotal
+        if embedded:
+            self.notices.append(
+                f"The vector index was missing, stale or damaged and was rebuilt from the library ({embedded} vectors)."
+            )
+        return index
+
+    def _rebuild(self, version: int) -> Any:
+        import faiss
+
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
+        db = self._read()
+        batch_ids: list[int] = []
+        batch_vecs: list[bytes] = []
+        for vid, blob in db.execute("SELECT vector_id, embedding FROM chunks WHERE embedding IS NOT NULL"):
+            batch_ids.append(vid)
+            batch_vecs.append(blob)
+            if len(batch_ids) >= 10000:
+                self._add_blobs(index, batch_ids, batch_vecs)
+                batch_ids, batch_vecs = [], []
+        if batch_ids:
+            self._add_blobs(index, batch_ids, batch_vecs)
+        self._write_index(index, version)
+        return index
+
+    def _add_blobs(self, index: Any, ids: list[int], blobs: list[bytes]) -> None:
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), self.dimension)
+        index.add_with_ids(matrix, np.asarray(ids, dtype=np.int64))
+
+    def _write_index(self, index: Any, version: int) -> None:
+        import faiss
+
+        try:
+            data = faiss.serialize_index(index).tobytes()
+            atomic_write_bytes(self.faiss_path, data)
+            meta = {"version": version, "count": int(index.ntotal), "model": self.embedder_name}
+            atomic_write_bytes(self.faiss_meta_path, json.dumps(meta).encode())
+        except OSError as exc:  # disk full: the index lives on in memory and is rebuilt next start
+            log.error("could not save the vector index: %s", exc)
+
+    def save_index(self) -> None:
+        """Persist the in-memory index (called after an ingest batch finishes and after deletes)."""
+        self._ensure_index()  # brings the in-memory index up to the current version first
+        with self._lock:
+            if self._index is not None and self._read_meta_version() != self._index_version:
+                self._write_index(self._index, self._index_version)
+
+    def _read_meta_version(self) -> int | None:
+        try:
+            return json.loads(self.faiss_meta_path.read_text()).get("version")
+        except (OSError, ValueError):
+            return None
+
+    def _save_index_quietly(self) -> None:
+        try:
+            self.save_index()
+        except Exception as exc:
+            log.error("saving the vector index failed: %s", exc)
+
+    def dense_search(
+        self, query: np.ndarray, k: int, document_ids: Sequence[str] | None = None
+    ) -> list[tuple[int, float]]:
+        import faiss
+
+        index = self._ensure_index()
+        if index.ntotal == 0:
+            return []
+        q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+        params = None
+        if document_ids is not None:
+            allowed = self.vector_ids_of(document_ids)
+            if allowed.size == 0:
+                return []
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        with self._lock:
+            scores, ids = index.search(q, min(k, index.ntotal), params=params)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def keyword_search(
+        self, terms: Sequence[str], k: int, document_ids: Sequence[str] | None = None
+    ) -> list[tuple[int, float]]:
+        """BM25 (SQLite FTS5, k1=1.2, b=0.75) over the segmented terms; higher score is better."""
+        query = fts_query(terms)
+        if not query:
+            return []
+        db = self._read()
+        args: list[Any] = [query]
+        sql = "SELECT rowid, -bm25(chunk_terms) AS score FROM chunk_terms WHERE chunk_terms MATCH ?"
+        if document_ids is not None:
+            if not document_ids:
+                return []
+            marks = ",".join("?" * len(document_ids))
+            sql += f" AND rowid IN (SELECT vector_id FROM chunks WHERE document_id IN ({marks}))"
+            args.extend(document_ids)
+        sql += " ORDER BY bm25(chunk_terms) LIMIT ?"
+        args.append(k)
+        try:
+            return [(int(r[0]), float(r[1])) for r in db.execute(sql, args)]
+        except sqlite3.OperationalError as exc:
+            log.warning("keyword query failed (%s): %r", exc, query)
+            return []
+
+    def check_consistency(self) -> dict[str, int]:
+        """Counts that must agree: chunks vs keyword rows vs FAISS vectors (for tests and `cli.py doctor`)."""
+        index = self._ensure_index()
+        db = self._read()
+        faiss_ids = set()
+        if index.ntotal:
+            import faiss
+
+            faiss_ids = set(faiss.vector_to_array(index.id_map).tolist())
+        embedded_ids = {r[0] for r in db.execute("SELECT vector_id FROM chunks WHERE embedding IS NOT NULL")}
+        chunk_ids = {r[0] for r in db.execute("SELECT vector_id FROM chunks")}
+        term_ids = {r[0] for r in db.execute("SELECT rowid FROM chunk_terms")}
+        return {
+            "chunks": len(chunk_ids),
+            "embedded": len(embedded_ids),
+            "faiss": len(faiss_ids),
+            "faiss_not_in_sqlite": len(faiss_ids - embedded_ids),
+            "embedded_not_in_faiss": len(embedded_ids - faiss_ids),
+            "terms_mismatch": len(term_ids ^ chunk_ids),
+            "duplicate_chunks": db.execute(
+                "SELECT COUNT(*) FROM (SELECT document_id, page, start, end FROM chunks"
+                " GROUP BY document_id, page, start, end HAVING COUNT(*) > 1)"
+            ).fetchone()[0],
+        }
