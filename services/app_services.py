@@ -47,3 +47,15 @@ def build_services(settings: Settings, embedder: OfflineEmbeddings | None = None
     library = Library(settings, embedder, store)
     retriever = HybridRetriever(store, embedder, keyword_tokens, dense_weight=settings.dense_weight)
     return AppServices(settings=settings, embedder=embedder, store=store, library=library, retriever=retriever)
+
+
+def reset_for_new_embedder(settings: Settings) -> None:
+    """The "re-index" action after switching embedding models: keep the text, forget the vectors.
+
+    The next :func:`build_services` opens the library with the new model; its ingest queue then re-embeds
+    every passage in the background.
+    """
+    from services.embeddings import EMBEDDERS
+
+    model = EMBEDDERS[settings.embedder]
+    LibraryStore.reset_embedding_model(settings.data_dir, model.name, model.dimension)

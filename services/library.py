@@ -281,6 +281,15 @@ class Library:
             Path(record.file_path).unlink(missing_ok=True)
         return record
 
+    def reparse(self, document_id: str) -> list[IngestResult]:
+        """Read a document again from its stored original (after a parser upgrade, or to retry a failure)."""
+        record = self.store.get_document(document_id)
+        if not record.file_path or not Path(record.file_path).is_file():
+            raise DocQAError(f"The original file of {record.source} is no longer stored; upload it again.")
+        path = Path(record.file_path)
+        self.store.delete_document(document_id)
+        return self.ingest_file(path, source_name=record.source, keep_copy=False)
+
     def _file_still_used(self, file_path: str) -> bool:
         return any(d.file_path == file_path for d in self.store.list_documents())
 
