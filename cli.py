@@ -1,14 +1,14 @@
 """Command line: the same services as the app, for batch work and evaluation.
 
-    python cli.py [--data-dir DIR] ingest PATH... [--text-column C] [--id-column C]
-    python cli.py [--data-dir DIR] documents list --json | documents delete ID
-    python cli.py [--data-dir DIR] search "QUERY" -k K --json | search --queries FILE.jsonl -k K --json
-    python cli.py [--data-dir DIR] ask "QUESTION" [--document ID ...] --json
-    python cli.py [--data-dir DIR] topics build [--level documents|chunks] [--min-topic-size N] --json
-    python cli.py [--data-dir DIR] topics export --json
-    python cli.py eval retrieval --dataset FILE.json [--script simplified] -k 10 --json
-    python cli.py eval topics --dataset FILE --text-field F --label-field L --json
-    python cli.py [--data-dir DIR] reindex | doctor
+python cli.py [--data-dir DIR] ingest PATH... [--text-column C] [--id-column C]
+python cli.py [--data-dir DIR] documents list --json | documents delete ID
+python cli.py [--data-dir DIR] search "QUERY" -k K --json | search --queries FILE.jsonl -k K --json
+python cli.py [--data-dir DIR] ask "QUESTION" [--document ID ...] --json
+python cli.py [--data-dir DIR] topics build [--level documents|chunks] [--min-topic-size N] --json
+python cli.py [--data-dir DIR] topics export --json
+python cli.py eval retrieval --dataset FILE.json [--script simplified] -k 10 --json
+python cli.py eval topics --dataset FILE --text-field F --label-field L --json
+python cli.py [--data-dir DIR] reindex | doctor
 """
 
 from __future__ import annotations
@@ -113,7 +113,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                 if not line.strip():
                     continue
                 item = json.loads(line)
-                passages = services.retriever.search(item["query"], args.k, search_filter, dense_weight=args.dense_weight)
+                passages = services.retriever.search(
+                    item["query"], args.k, search_filter, dense_weight=args.dense_weight
+                )
                 _print_json({"id": item.get("id"), "hits": [p.to_hit() for p in passages]})
         return 0
     if not args.query:

@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     store: Literal["faiss", "pgvector"] = Field("faiss", description="Store backend.")
     database_url: str = Field("", description="PostgreSQL URL for the pgvector store.")
     llm_provider: Literal["none", "openai", "ollama", "gguf"] = Field(
-        "none", description="Chat model: none (extractive answers), openai (any OpenAI-compatible server), ollama, gguf."
+        "none",
+        description="Chat model: none (extractive answers), openai (any OpenAI-compatible server), ollama, gguf.",
     )
     llm_base_url: str = Field("", description="Base URL of the OpenAI-compatible or Ollama server.")
     llm_model: str = Field("", description="Model name on that server, or path of the GGUF file.")

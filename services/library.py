@@ -137,8 +137,7 @@ class Library:
             size_mb = path.stat().st_size / 1e6
             if size_mb > self.settings.max_file_mb:
                 raise FileTooLarge(
-                    f"{source} is {size_mb:.0f} MB, over the {self.settings.max_file_mb} MB limit "
-                    "(DOCQA_MAX_FILE_MB)."
+                    f"{source} is {size_mb:.0f} MB, over the {self.settings.max_file_mb} MB limit (DOCQA_MAX_FILE_MB)."
                 )
             parsed = parse_file(
                 path,
@@ -248,9 +247,7 @@ class Library:
             return IngestResult(source=doc.source, status="failed", message=exc.message, warnings=doc.warnings)
 
     # ---- embeddings --------------------------------------------------------------------------------------
-    def embed_pending(
-        self, *, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None
-    ) -> int:
+    def embed_pending(self, *, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> int:
         """Embed every chunk that has no vector yet, batch by batch; returns how many were embedded."""
         total = self.store.pending_count()
         done = 0

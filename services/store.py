@@ -359,7 +359,9 @@ class LibraryStore:
     )
 
     def get_document(self, document_id: str) -> DocumentRecord:
-        row = self._read().execute(f"SELECT {self._DOC_COLUMNS} FROM documents d WHERE d.id=?", (document_id,)).fetchone()
+        row = (
+            self._read().execute(f"SELECT {self._DOC_COLUMNS} FROM documents d WHERE d.id=?", (document_id,)).fetchone()
+        )
         if row is None:
             raise DocumentNotFound(f"No document with id {document_id} in the library.")
         return self._record(row)
@@ -381,13 +383,17 @@ class LibraryStore:
         return [r[0] for r in self._read().execute(f"SELECT id FROM documents WHERE {where}", args)]
 
     def pages_of(self, document_id: str) -> list[tuple[int, str]]:
-        rows = self._read().execute("SELECT number, text FROM pages WHERE document_id=? ORDER BY number", (document_id,))
+        rows = self._read().execute(
+            "SELECT number, text FROM pages WHERE document_id=? ORDER BY number", (document_id,)
+        )
         return [(r[0], r[1]) for r in rows]
 
     def page_text(self, document_id: str, page: int) -> str:
-        row = self._read().execute(
-            "SELECT text FROM pages WHERE document_id=? AND number=?", (document_id, page)
-        ).fetchone()
+        row = (
+            self._read()
+            .execute("SELECT text FROM pages WHERE document_id=? AND number=?", (document_id, page))
+            .fetchone()
+        )
         return row[0] if row else ""
 
     def counts(self) -> dict[str, int]:
@@ -400,9 +406,7 @@ class LibraryStore:
         }
 
     # ---- chunks ------------------------------------------------------------------------------------------
-    _CHUNK_COLUMNS = (
-        "c.vector_id, c.id, c.document_id, d.source, d.title, c.ordinal, c.page, c.start, c.end, c.text"
-    )
+    _CHUNK_COLUMNS = "c.vector_id, c.id, c.document_id, d.source, d.title, c.ordinal, c.page, c.start, c.end, c.text"
 
     def get_chunks(self, vector_ids: Sequence[int]) -> list[ChunkRecord]:
         """Chunks by vector id, in the order asked; ids of deleted chunks are silently dropped."""

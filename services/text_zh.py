@@ -16,7 +16,6 @@ import re
 import threading
 import unicodedata
 from collections.abc import Iterator
-from functools import lru_cache
 from typing import Any
 
 __all__ = [

@@ -112,7 +112,10 @@ def test_folder_ingest_walks_subfolders(services, tmp_path):
 def _cli(*args: str, data_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "cli.py"), "--data-dir", str(data_dir), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
 
 
@@ -150,7 +153,10 @@ def test_kill_during_ingest_leaves_a_consistent_store_that_resumes(tmp_path, emb
     for attempt, delay in enumerate([1.5, 2.0, 2.5, 3.0, 3.5, 4.0]):
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "cli.py"), "--data-dir", str(data), "ingest", "-q", str(corpus)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)

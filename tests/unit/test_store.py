@@ -18,13 +18,26 @@ def unit(seed: int) -> np.ndarray:
 
 def add_doc(store: LibraryStore, doc_id: str, texts: list[str], terms: list[list[str]] | None = None) -> bool:
     chunks = [
-        NewChunk(id=f"{doc_id}-{i}", page=1, start=i * 10, end=i * 10 + len(t), text=t, tokens=3,
-                 terms=(terms[i] if terms else t.lower().split()))
+        NewChunk(
+            id=f"{doc_id}-{i}",
+            page=1,
+            start=i * 10,
+            end=i * 10 + len(t),
+            text=t,
+            tokens=3,
+            terms=(terms[i] if terms else t.lower().split()),
+        )
         for i, t in enumerate(texts)
     ]
     return store.add_document(
-        document_id=doc_id, source=f"{doc_id}.txt", kind="txt", title=doc_id, file_path=None,
-        pages=[(1, " ".join(texts))], chunks=chunks, script="en",
+        document_id=doc_id,
+        source=f"{doc_id}.txt",
+        kind="txt",
+        title=doc_id,
+        file_path=None,
+        pages=[(1, " ".join(texts))],
+        chunks=chunks,
+        script="en",
     )
 
 
@@ -152,4 +165,4 @@ def test_filters_restrict_both_signals(store):
 
 
 def test_fts_query_neutralises_syntax():
-    assert fts_query(['a"b', "OR", "NEAR(x", "a\"b"]) == '"a""b" OR "OR" OR "NEAR(x"'
+    assert fts_query(['a"b', "OR", "NEAR(x", 'a"b']) == '"a""b" OR "OR" OR "NEAR(x"'
