@@ -1,0 +1,79 @@
+"""Helpers shared by the UI tests (a fast fake embedder, waiting for the ingest worker, finding widgets)."""
+
+from __future__ import annotations
+
+import re
+import time
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+from services.embeddings import OfflineEmbeddings
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+
+
+class HashEmbeddings(OfflineEmbeddings):
+    """Character-bigram hashing: similar strings get similar vectors; no model, microseconds per text."""
+
+    name = "test/hash-bigrams"
+    dimension = 64
+
+    def _one(self, text: str) -> np.ndarray:
+        vec = np.zeros(self.dimension, dtype=np.float32)
+        text = text.lower()
+        for a, b in zip(text, text[1:], strict=False):
+            vec[zlib.crc32((a + b).encode()) % self.dimension] += 1.0
+        norm = float(np.linalg.norm(vec)) or 1.0
+        return vec / norm
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self._one(t) for t in texts]) if texts else np.zeros((0, self.dimension), np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self._one(text)
+
+    def count_tokens(self, text: str) -> int:
+        return sum(1 for ch in text if "\u3400" <= ch <= "\u9fff") + len(text.split())
+
+
+def start_app() -> AppTest:
+    """The app, run once (on the Library page, its default)."""
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def wait_idle(at: AppTest, timeout: float = 60) -> AppTest:
+    """Wait until the background ingest worker is idle, then rerun the app (as the live fragment would)."""
+    from components.resources import get_services
+
+    queue = get_services().ingest_queue
+    deadline = time.monotonic() + timeout
+    while queue.active():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ingest still running: {[j.summary() for j in queue.active()]}")
+        time.sleep(0.05)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def button(at: AppTest, label: str):
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def unescape(markdown: str) -> str:
+    """What a reader sees of our escaped Markdown (backslash escapes removed)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def all_markdown(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
