@@ -5,6 +5,7 @@ set -uo pipefail
 NEED=()
 command -v chromium >/dev/null 2>&1 || NEED+=(chromium chromium-driver)
 command -v tesseract >/dev/null 2>&1 || NEED+=(tesseract-ocr tesseract-ocr-chi-tra tesseract-ocr-chi-sim tesseract-ocr-eng)
+command -v jbig2dec >/dev/null 2>&1 || NEED+=(jbig2dec)
 fc-list 2>/dev/null | grep -qi "noto.*cjk" || NEED+=(fonts-noto-cjk)
 if [ ${#NEED[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
