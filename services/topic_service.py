@@ -1,0 +1,384 @@
+"""Topics over the user's library: items from the store (documents or chunks with their stored vectors),
+the fit, persistence under ``data_dir/topics``, placement of documents added later, and the views the page
+and the CLI need (topic documents, overview, export, quality). Never re-embeds library text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.config import Settings
+from services.errors import DocQAError, TopicsUnavailable
+from services.store import ChunkRecord, LibraryStore
+from services.topics_model import OUTLIER_ID, TopicParams, TopicResult
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+DOCUMENT_TEXT_CHARS = 20_000  # enough words for c-TF-IDF keywords without letting one book dominate
+
+
+@dataclass
+class TopicItems:
+    ids: list[str]  # document ids (level documents) or chunk ids (level chunks)
+    texts: list[str]
+    vectors: np.ndarray
+    document_of: dict[str, str]  # item id -> document id
+    chunks: list[ChunkRecord]
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (matrix / norms).astype(np.float32)
+
+
+def library_items(store: LibraryStore, level: str) -> TopicItems:
+    """The library as topic items: whole documents (mean of their chunk vectors) or single chunks."""
+    chunks, vectors = store.iter_embeddings()
+    if level == "chunks":
+        return TopicItems(
+            ids=[c.id for c in chunks],
+            texts=[c.text for c in chunks],
+            vectors=vectors,
+            document_of={c.id: c.document_id for c in chunks},
+            chunks=chunks,
+        )
+    rows: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(chunks):
+        rows[c.document_id].append(i)
+    ids = list(rows)
+    texts, doc_vectors = [], np.zeros((len(ids), store.dimension), dtype=np.float32)
+    for n, doc_id in enumerate(ids):
+        idx = rows[doc_id]
+        doc_vectors[n] = vectors[idx].mean(axis=0)
+        text, used = [], 0
+        for i in idx:
+            if used >= DOCUMENT_TEXT_CHARS:
+                break
+            text.append(chunks[i].text)
+            used += len(chunks[i].text)
+        texts.append("\n".join(text))
+    return TopicItems(ids=ids, texts=texts, vectors=_unit(doc_vectors), document_of={d: d for d in ids}, chunks=chunks)
+
+
+class TopicService:
+    """Build, load and edit the library's topic map. One build at a time per library (a lock)."""
+
+    _build_lock = threading.Lock()
+
+    def __init__(
+        self,
+        store: LibraryStore,
+        settings: Settings,
+        *,
+        embedder: Any = None,
+        labeler: Callable[[list[str], list[str]], str] | None = None,
+    ):
+        self.store = store
+        self.settings = settings
+        self.embedder = embedder
+        self.labeler = labeler
+        self.directory = Path(settings.topics_dir)
+
+    # ---- build / load ------------------------------------------------------------------------------------
+    def build(self, params: TopicParams | None = None, progress: Progress | None = None) -> TopicResult:
+        from services.topics import build_topics, resolve_level
+        from services.topics_store import save_topics
+
+        params = params or TopicParams()
+        if not self._build_lock.acquire(blocking=False):
+            raise TopicsUnavailable("A topic build is already running for this library; wait for it to finish.")
+        try:
+            counts = self.store.counts()
+            if self.store.pending_count():
+                log.info(
+                    "%d passages are still being embedded; topics use the embedded ones", self.store.pending_count()
+                )
+            n_docs = len({c.document_id for c in self.store.iter_embeddings()[0]}) if counts["embedded"] else 0
+            level = resolve_level(params.level, n_docs, counts["embedded"])
+            items = library_items(self.store, level)
+            if not items.ids:
+                raise TopicsUnavailable(
+                    "The library has no embedded passages yet: add documents (or wait for embedding to finish)."
+                )
+            params = TopicParams(**{**params.__dict__, "level": level})
+
+            def fit_progress(fraction: float, message: str) -> None:
+                if progress:
+                    progress(message, int(fraction * 100), 100)
+
+            word_embedder = self.embedder.encode_passages if self.embedder is not None else None
+            result = build_topics(
+                items.texts,
+                items.vectors,
+                items.ids,
+                params,
+                progress=fit_progress,
+                labeler=self.labeler,
+                embedder=word_embedder,
+            )
+            save_topics(result, self.directory)
+            return result
+        finally:
+            self._build_lock.release()
+
+    def load(self) -> TopicResult | None:
+        from services.topics_store import load_topics
+
+        return load_topics(self.directory)
+
+    def save(self, result: TopicResult) -> None:
+        from services.topics_store import save_topics
+
+        save_topics(result, self.directory)
+
+    def current(self) -> tuple[TopicResult | None, str | None]:
+        """The saved map brought up to date with the library: deleted items dropped, new ones placed in the
+        nearest topic. Returns (result, a refit suggestion or None)."""
+        from services.topics import assign_new_items, refit_advised
+
+        result = self.load()
+        if result is None:
+            return None, None
+        items = library_items(self.store, result.params.level)
+        present = set(items.ids)
+        gone = [i for i in result.assignments if i not in present]
+        for item in gone:
+            result.assignments.pop(item, None)
+            result.probabilities.pop(item, None)
+            result.coords.pop(item, None)
+        new_idx = [n for n, i in enumerate(items.ids) if i not in result.assignments]
+        if new_idx:
+            fitted_idx = [n for n, i in enumerate(items.ids) if i in result.assignments]
+            assign_new_items(
+                result,
+                [items.ids[n] for n in new_idx],
+                items.vectors[new_idx],
+                fitted_ids=[items.ids[n] for n in fitted_idx],
+                fitted_embeddings=items.vectors[fitted_idx] if fitted_idx else None,
+            )
+        if gone:
+            sizes = Counter(result.assignments.values())
+            for topic in result.topics:
+                topic.size = sizes.get(topic.id, 0)
+        return result, refit_advised(result, len(new_idx), len(items.ids))
+
+    # ---- views -------------------------------------------------------------------------------------------
+    def document_topics(self, result: TopicResult) -> dict[str, int]:
+        """Each document's topic: its own at document level, the topic of most of its chunks otherwise."""
+        if result.params.level == "documents":
+            return dict(result.assignments)
+        doc_of = {c.id: c.document_id for c in self.store.iter_embeddings()[0]}
+        votes: dict[str, Counter] = defaultdict(Counter)
+        for item, topic in result.assignments.items():
+            if item in doc_of:
+                votes[doc_of[item]][topic] += 1
+        out = {}
+        for doc, counter in votes.items():
+            ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0] == OUTLIER_ID, kv[0]))
+            out[doc] = ranked[0][0]
+        return out
+
+    def topic_document_ids(self, result: TopicResult, topic_id: int) -> list[str]:
+        """Documents to search when chatting about a topic (any document with a passage in the topic)."""
+        if result.params.level == "documents":
+            return sorted(i for i, t in result.assignments.items() if t == topic_id)
+        doc_of = {c.id: c.document_id for c in self.store.iter_embeddings()[0]}
+        return sorted({doc_of[i] for i, t in result.assignments.items() if t == topic_id and i in doc_of})
+
+    def representative_passages(self, result: TopicResult, topic_id: int, n: int = 3) -> list[ChunkRecord]:
+        topic = result.topic(topic_id)
+        chunks, _ = self.store.iter_embeddings()
+        by_chunk = {c.id: c for c in chunks}
+        first_of_doc: dict[str, ChunkRecord] = {}
+        for c in chunks:
+            first_of_doc.setdefault(c.document_id, c)
+        out = []
+        for item in topic.representative_ids:
+            chunk = by_chunk.get(item) or first_of_doc.get(item)
+            if chunk is not None:
+                out.append(chunk)
+            if len(out) == n:
+                break
+        return out
+
+    def summary(self, result: TopicResult) -> dict[str, Any]:
+        """The CLI's export contract: topics (id, label, keywords, size) and each document's topic."""
+        docs = {d.id: d for d in self.store.list_documents()}
+        doc_topics = self.document_topics(result)
+        return {
+            "topics": [
+                {"id": t.id, "label": t.label, "keywords": list(t.keywords), "size": t.size} for t in result.topics
+            ],
+            "documents": [
+                {"document": doc_id, "source": docs[doc_id].source if doc_id in docs else "", "topic": topic}
+                for doc_id, topic in sorted(doc_topics.items(), key=lambda kv: (kv[1], kv[0]))
+                if doc_id in docs
+            ],
+            "level": result.params.level,
+            "created_at": result.created_at,
+            "warnings": list(result.warnings),
+        }
+
+    def export(self) -> dict[str, Any]:
+        result, _ = self.current()
+        if result is None:
+            raise TopicsUnavailable("No topic map yet: build topics first (`topics build` or the Topics page).")
+        return self.summary(result)
+
+    def quality(self, result: TopicResult) -> dict[str, float]:
+        """NPMI coherence and diversity of the keywords over the user's own library."""
+        from services.text_zh import display_tokens
+        from services.topic_metrics import npmi_coherence, topic_diversity
+
+        items = library_items(self.store, result.params.level)
+        tokenized = [display_tokens(t) for t in items.texts]
+        keywords = [t.keywords for t in result.real_topics if t.keywords]
+        if not keywords:
+            return {"npmi": 0.0, "diversity": 0.0}
+        return {"npmi": npmi_coherence(keywords, tokenized), "diversity": topic_diversity(keywords)}
+
+    def overview(self, result: TopicResult, examples: int = 2) -> dict[str, Any]:
+        """ "What is in my library?": topics by size with labels, keywords and example passages."""
+        total = sum(t.size for t in result.topics) or 1
+        topics = []
+        for t in sorted(result.real_topics, key=lambda t: -t.size):
+            topics.append(
+                {
+                    "id": t.id,
+                    "label": t.label,
+                    "size": t.size,
+                    "share": t.size / total,
+                    "keywords": list(t.keywords[:8]),
+                    "examples": [
+                        {"source": c.source, "page": c.page, "text": c.text[:300]}
+                        for c in self.representative_passages(result, t.id, examples)
+                    ],
+                }
+            )
+        outliers = next((t.size for t in result.topics if t.is_outliers), 0)
+        return {"documents": self.store.counts()["documents"], "topics": topics, "unassigned": outliers}
+
+
+# ---- evaluation on labelled corpora (cli.py eval topics) --------------------------------------------------
+def read_labelled(
+    path: Path, text_field: str, label_field: str, per_label: int | None = None, limit: int | None = None
+) -> tuple[list[str], list[str]]:
+    """Rows of a JSON-lines file (fields by name) or a TSV file (fields by name `text`/`label` or index)."""
+    texts, labels = [], []
+    counts: Counter = Counter()
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            if path.suffix == ".jsonl":
+                row = json.loads(line)
+                text, label = str(row.get(text_field, "")), str(row.get(label_field, ""))
+            else:
+                cols = line.split("\t")
+                text = cols[int(text_field)] if text_field.isdigit() else cols[0]
+                label = cols[int(label_field)] if label_field.isdigit() else cols[-1]
+            if not text.strip() or (per_label and counts[label] >= per_label):
+                continue
+            counts[label] += 1
+            texts.append(text)
+            labels.append(label)
+            if limit and len(texts) >= limit:
+                break
+    return texts, labels
+
+
+def evaluate_topics_file(
+    dataset: Path,
+    *,
+    text_field: str,
+    label_field: str,
+    per_label: int | None = None,
+    limit: int | None = None,
+    compare_defaults: bool = False,
+    traditional: bool = False,
+    data_dir: Path | None = None,
+    params: TopicParams | None = None,
+) -> dict[str, Any]:
+    """Ingest a labelled corpus into a fresh store (one document per row), build topics on the stored
+    embeddings exactly as the app does, and score them (NMI, ARI, NPMI, diversity); optionally BERTopic's
+    defaults on the same embeddings, scored the same way."""
+    from services.app_services import build_services
+    from services.config import load_settings
+    from services.library import content_id
+    from services.models import ParsedDocument, ParsedPage
+    from services.text_zh import display_tokens, to_traditional_tw
+    from services.topic_metrics import ari, evaluate_bertopic_defaults, nmi, npmi_coherence, topic_diversity
+
+    texts, labels = read_labelled(Path(dataset), text_field, label_field, per_label, limit)
+    if traditional:
+        texts = [to_traditional_tw(t) for t in texts]
+    if not texts:
+        raise DocQAError(f"No rows with text field {text_field!r} in {dataset}.")
+    workdir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="docqa-eval-topics-"))
+    services = build_services(load_settings(data_dir=workdir))
+    docs = [
+        ParsedDocument(source=f"row-{i}", kind="txt", pages=[ParsedPage(1, t)], title=f"row {i}")
+        for i, t in enumerate(texts)
+    ]
+    started = time.perf_counter()
+    services.library.ingest_parsed(docs)
+    ingest_seconds = time.perf_counter() - started
+    label_of: dict[str, str] = {}
+    for text, label in zip(texts, labels, strict=True):
+        label_of.setdefault(content_id(text.strip() and text), label)
+    topic_service = TopicService(services.store, services.settings, embedder=services.embedder)
+    started = time.perf_counter()
+    result = topic_service.build(params or TopicParams(level="documents"))
+    fit_seconds = time.perf_counter() - started
+    items = library_items(services.store, "documents")
+    known = [i for i in items.ids if i in label_of]
+    gold = [label_of[i] for i in known]
+    predicted = [result.assignments[i] for i in known]
+    by_id = dict(zip(items.ids, items.texts, strict=True))
+    tokenized = [display_tokens(by_id[i]) for i in known]
+    keywords = [t.keywords for t in result.real_topics if t.keywords]
+    report: dict[str, Any] = {
+        "dataset": str(dataset),
+        "documents": len(known),
+        "n_topics": len(result.real_topics),
+        "outlier_share": round(sum(p == OUTLIER_ID for p in predicted) / max(len(predicted), 1), 4),
+        "nmi": round(nmi(gold, predicted), 4),
+        "ari": round(ari(gold, predicted), 4),
+        "npmi": round(npmi_coherence(keywords, tokenized), 4),
+        "diversity": round(topic_diversity(keywords), 4),
+        "fit_seconds": round(fit_seconds, 2),
+        "ingest_seconds": round(ingest_seconds, 2),
+        "params": {k: v for k, v in result.params.__dict__.items()},
+        "topics": [{"id": t.id, "label": t.label, "size": t.size, "keywords": t.keywords[:10]} for t in result.topics],
+    }
+    if compare_defaults:
+        vectors = items.vectors[[items.ids.index(i) for i in known]]
+        defaults = evaluate_bertopic_defaults([by_id[i] for i in known], gold, vectors, tokenized_docs=tokenized)
+        report["bertopic_defaults"] = {
+            k: defaults[k] for k in ("nmi", "ari", "npmi", "diversity", "n_topics", "seconds") if k in defaults
+        }
+    return report
+
+
+def split_topic_filter(result: TopicResult | None, service: TopicService, topic_ids: Sequence[int]) -> list[str] | None:
+    """Document ids for a chat restricted to topics (None when no topic is chosen)."""
+    if result is None or not topic_ids:
+        return None
+    out: set[str] = set()
+    for topic_id in topic_ids:
+        out.update(service.topic_document_ids(result, topic_id))
+    return sorted(out)
