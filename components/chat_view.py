@@ -21,6 +21,9 @@ from services.rag import Answer, AnswerEvent
 from services.retrieval import SearchFilter
 
 HISTORY_KEY = "chat_messages"
+# Set by the Topics page's "Ask about this topic": {"topic_id", "label", "document_ids"}; shown as a
+# removable chip and applied as SearchFilter.topic_document_ids.
+TOPIC_FILTER_KEY = "chat_topic_filter"
 
 
 def history() -> list[dict[str, Any]]:
@@ -89,6 +92,7 @@ def filters_panel(services: AppServices) -> SearchFilter | None:
     by_id = {d.id: d for d in docs}
     with st.sidebar:
         st.subheader("Search in")
+        topic = topic_filter_chip()
         chosen = st.multiselect(
             "Documents",
             list(by_id),
@@ -108,9 +112,30 @@ def filters_panel(services: AppServices) -> SearchFilter | None:
                 date_from = date_to = picked.isoformat()
             st.caption("A row's date column, otherwise the day the document was added.")
     chosen = [i for i in chosen if i in by_id]
-    if not chosen and not date_from and not date_to:
+    topic_docs = list(topic["document_ids"]) if topic else None
+    if not chosen and not date_from and not date_to and topic_docs is None:
         return None
-    return SearchFilter(document_ids=chosen or None, date_from=date_from, date_to=date_to)
+    return SearchFilter(
+        document_ids=chosen or None, date_from=date_from, date_to=date_to, topic_document_ids=topic_docs
+    )
+
+
+def topic_filter_chip() -> dict[str, Any] | None:
+    """The topic the chat is restricted to (from the Topics page), as a chip with a remove button."""
+    topic = st.session_state.get(TOPIC_FILTER_KEY)
+    if not isinstance(topic, dict) or "document_ids" not in topic:
+        return None
+    n = len(topic["document_ids"])
+    with st.container(border=True):
+        text, remove = st.columns([5, 1], vertical_alignment="center")
+        text.markdown(
+            f":material/bubble_chart: Topic **{inline(str(topic.get('label', '')), 60)}**  \n"
+            f"{n} document{'s' * (n != 1)}"
+        )
+        if remove.button("", icon=":material/close:", key="chat_topic_clear", help="Search all documents again"):
+            st.session_state.pop(TOPIC_FILTER_KEY, None)
+            st.rerun()
+    return topic
 
 
 def _fmt(value: float | None, digits: int = 3) -> float | None:

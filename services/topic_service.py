@@ -73,6 +73,16 @@ def library_items(store: LibraryStore, level: str) -> TopicItems:
     return TopicItems(ids=ids, texts=texts, vectors=_unit(doc_vectors), document_of={d: d for d in ids}, chunks=chunks)
 
 
+@dataclass
+class MapState:
+    """The saved topic map brought up to date with the library (see :meth:`TopicService.refresh`)."""
+
+    result: TopicResult | None
+    advice: str | None  # a refit suggestion, or None
+    placed: list[str]  # items added after the build, placed into the nearest topic
+    removed: list[str]  # items of the saved map no longer in the library
+
+
 class TopicService:
     """Build, load and edit the library's topic map. One build at a time per library (a lock)."""
 
@@ -147,11 +157,17 @@ class TopicService:
     def current(self) -> tuple[TopicResult | None, str | None]:
         """The saved map brought up to date with the library: deleted items dropped, new ones placed in the
         nearest topic. Returns (result, a refit suggestion or None)."""
+        state = self.refresh()
+        return state.result, state.advice
+
+    def refresh(self) -> MapState:
+        """Like :meth:`current`, also saying which items were placed into the saved topics and which were
+        dropped (the page tells the user; nothing is saved until the next edit or build)."""
         from services.topics import assign_new_items, refit_advised
 
         result = self.load()
         if result is None:
-            return None, None
+            return MapState(None, None, [], [])
         items = library_items(self.store, result.params.level)
         present = set(items.ids)
         gone = [i for i in result.assignments if i not in present]
@@ -162,18 +178,48 @@ class TopicService:
         new_idx = [n for n, i in enumerate(items.ids) if i not in result.assignments]
         if new_idx:
             fitted_idx = [n for n, i in enumerate(items.ids) if i in result.assignments]
+            # Texts let the placement apply the same per-script offsets as the fit did.
             assign_new_items(
                 result,
                 [items.ids[n] for n in new_idx],
                 items.vectors[new_idx],
+                texts=[items.texts[n] for n in new_idx],
                 fitted_ids=[items.ids[n] for n in fitted_idx],
                 fitted_embeddings=items.vectors[fitted_idx] if fitted_idx else None,
+                fitted_texts=[items.texts[n] for n in fitted_idx] if fitted_idx else None,
             )
         if gone:
             sizes = Counter(result.assignments.values())
             for topic in result.topics:
                 topic.size = sizes.get(topic.id, 0)
-        return result, refit_advised(result, len(new_idx), len(items.ids))
+        advice = refit_advised(result, len(new_idx), len(items.ids))
+        return MapState(result, advice, [items.ids[n] for n in new_idx], gone)
+
+    # ---- edits (each returns the edited copy and saves it) -----------------------------------------------
+    def rename(self, result: TopicResult, topic_id: int, label: str) -> TopicResult:
+        from services.topics import rename_topic
+
+        out = rename_topic(result, topic_id, label)
+        self.save(out)
+        return out
+
+    def merge(self, result: TopicResult, topic_ids: Sequence[int]) -> TopicResult:
+        """Merge topics; keywords and representatives are recomputed from the library's items."""
+        from services.topics import merge_topics
+
+        items = library_items(self.store, result.params.level)
+        out = merge_topics(result, list(topic_ids), item_ids=items.ids, texts=items.texts, embeddings=items.vectors)
+        self.save(out)
+        return out
+
+    def reduce_outliers(self, result: TopicResult) -> TopicResult:
+        """Every outlier joins the topic with the nearest centre (custom labels are kept)."""
+        from services.topics import reduce_outliers
+
+        items = library_items(self.store, result.params.level)
+        out = reduce_outliers(result, item_ids=items.ids, embeddings=items.vectors, texts=items.texts)
+        self.save(out)
+        return out
 
     # ---- views -------------------------------------------------------------------------------------------
     def document_topics(self, result: TopicResult) -> dict[str, int]:
@@ -198,9 +244,14 @@ class TopicService:
         doc_of = {c.id: c.document_id for c in self.store.iter_embeddings()[0]}
         return sorted({doc_of[i] for i, t in result.assignments.items() if t == topic_id and i in doc_of})
 
-    def representative_passages(self, result: TopicResult, topic_id: int, n: int = 3) -> list[ChunkRecord]:
+    def representative_passages(
+        self, result: TopicResult, topic_id: int, n: int = 3, *, chunks: Sequence[ChunkRecord] | None = None
+    ) -> list[ChunkRecord]:
+        """The passages closest to the topic's centre. ``chunks``: the library's embedded chunks, when the
+        caller already has them (reading them for every topic of a large library is slow)."""
         topic = result.topic(topic_id)
-        chunks, _ = self.store.iter_embeddings()
+        if chunks is None:
+            chunks, _ = self.store.iter_embeddings()
         by_chunk = {c.id: c for c in chunks}
         first_of_doc: dict[str, ChunkRecord] = {}
         for c in chunks:
@@ -253,6 +304,7 @@ class TopicService:
     def overview(self, result: TopicResult, examples: int = 2) -> dict[str, Any]:
         """ "What is in my library?": topics by size with labels, keywords and example passages."""
         total = sum(t.size for t in result.topics) or 1
+        chunks, _ = self.store.iter_embeddings()
         topics = []
         for t in sorted(result.real_topics, key=lambda t: -t.size):
             topics.append(
@@ -264,7 +316,7 @@ class TopicService:
                     "keywords": list(t.keywords[:8]),
                     "examples": [
                         {"source": c.source, "page": c.page, "text": c.text[:300]}
-                        for c in self.representative_passages(result, t.id, examples)
+                        for c in self.representative_passages(result, t.id, examples, chunks=chunks)
                     ],
                 }
             )
