@@ -86,7 +86,15 @@ class MapState:
 class TopicService:
     """Build, load and edit the library's topic map. One build at a time per library (a lock)."""
 
-    _build_lock = threading.Lock()
+    _build_locks: dict[str, threading.Lock] = {}
+    _locks_guard = threading.Lock()
+
+    @property
+    def _build_lock(self) -> threading.Lock:
+        """One build at a time per library folder (shared by every session of this process)."""
+        key = str(self.directory.resolve())
+        with self._locks_guard:
+            return self._build_locks.setdefault(key, threading.Lock())
 
     def __init__(
         self,

@@ -563,6 +563,8 @@ def _ctfidf_keywords(
     vocab = _vocabulary(tokens, min_topic_size)
     if not vocab:
         return {}
+    if len(vocab) == 1:
+        return _single_word_keywords(tokens, labels, vocab[0])
     counts = CountVectorizer(analyzer=_split_tokens, vocabulary=vocab).fit_transform(_presence_docs(tokens))
     topic_ids = sorted(set(labels))
     index = {t: i for i, t in enumerate(topic_ids)}
@@ -574,6 +576,18 @@ def _ctfidf_keywords(
     for t, row in zip(topic_ids, ctfidf, strict=True):
         top = np.argsort(-row, kind="stable")[:TOP_N_WORDS]
         out[t] = [(vocab[j], float(row[j])) for j in top if row[j] > 1e-4]
+    return out
+
+
+def _single_word_keywords(
+    tokens: Sequence[Sequence[str]], labels: Sequence[int], word: str
+) -> dict[int, list[tuple[str, float]]]:
+    """The degenerate one-word vocabulary: each topic whose items use the word gets it, scored by its share."""
+    out: dict[int, list[tuple[str, float]]] = {}
+    for topic in sorted(set(labels)):
+        members = [toks for toks, t in zip(tokens, labels, strict=True) if t == topic]
+        share = sum(word in toks for toks in members) / max(len(members), 1)
+        out[topic] = [(word, float(share))] if share > 0 else []
     return out
 
 
@@ -755,7 +769,9 @@ def _build(
         representation = "ctfidf"
     _report(progress, 0.60, "Choosing keywords (c-TF-IDF)")
     keywords: dict[int, list[tuple[str, float]]] = {}
-    if vocab:
+    if len(vocab) == 1:  # c-TF-IDF's sparse diagonal fails on a one-word vocabulary (scipy TypeError)
+        keywords = _single_word_keywords(tokens, labels.tolist(), vocab[0])
+    elif vocab:
         keywords = _bertopic_keywords(tokens, labels, X, vocab, representation == "mmr", embedder)
     real_ids = [t for t in topic_ids if t != OUTLIER_ID]
     if not vocab:
