@@ -37,6 +37,8 @@ def _services(data_dir: str, embedder_kind: str) -> AppServices:
     # Start the worker now (not lazily from two sessions at once): it also resumes embeddings that a
     # previous run left unfinished, so search recovers its dense signal without anyone asking.
     _ = services.ingest_queue
+    # Load (or repair) the vector index up front: a damaged one is rebuilt and its notice shows on the first page.
+    services.store.open_index()
     _opened.append(services)
     return services
 

@@ -11,11 +11,20 @@ from __future__ import annotations
 import re
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:&])")
+# GFM turns bare "http://…" and "www.…" into clickable links even when every character is escaped (checked in
+# a real browser), so a document could put a link in front of the user. An invisible WORD JOINER (U+2060)
+# between "http" and "://" (or after "www") keeps the text as it reads but no longer forms a link.
+_AUTOLINK = re.compile(r"(?i)(?<![a-z0-9])(https?(?=\\:/)|www(?=\\\.))")
+WORD_JOINER = "\u2060"
+
+
+def _escape(text: str) -> str:
+    return _AUTOLINK.sub(lambda m: m.group(1) + WORD_JOINER, _MD_SPECIAL.sub(r"\\\1", text))
 
 
 def escape_markdown(text: str) -> str:
     """Escape ``text`` so Markdown shows it literally (one line or many; newlines become hard breaks)."""
-    lines = [_MD_SPECIAL.sub(r"\\\1", line.strip()) for line in text.splitlines()]
+    lines = [_escape(line.strip()) for line in text.splitlines()]
     return _join(lines)
 
 
@@ -28,7 +37,7 @@ def escape_answer_markdown(text: str) -> str:
     out: list[str] = []
     for raw in text.splitlines():
         prefix, rest = _STRUCTURE_RE.match(raw.strip()).groups()  # type: ignore[union-attr]
-        escaped = _MD_SPECIAL.sub(r"\\\1", rest.strip())
+        escaped = _escape(rest.strip())
         if prefix and prefix.lstrip().startswith(">"):
             out.append(">" * prefix.count(">") + (" " + escaped if escaped else ""))
         elif prefix and escaped:
@@ -81,7 +90,7 @@ def highlight_markdown(
         for n, line in enumerate(part.split("\n")):
             if n:
                 pieces.append("\n")
-            escaped = _MD_SPECIAL.sub(r"\\\1", line)
+            escaped = _escape(line)
             if marked and line.strip():
                 escaped = f":{color}-background[{escaped}]"
             pieces.append(escaped)
@@ -103,4 +112,4 @@ def inline(text: str, limit: int | None = None) -> str:
     flat = " ".join(text.split())
     if limit and len(flat) > limit:
         flat = flat[: limit - 1] + "…"
-    return _MD_SPECIAL.sub(r"\\\1", flat)
+    return _escape(flat)

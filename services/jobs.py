@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.errors import DocQAError
 from services.library import IngestResult, Library
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,10 @@ class IngestQueue:
             try:
                 self._process(job)
                 job.state = "done"
+            except DocQAError as exc:  # e.g. the disk filled up while embedding: say so plainly
+                log.warning("ingest job %s stopped: %s", job.id, exc.message)
+                job.state = "failed"
+                job.error = f"The ingest stopped: {exc.message}"
             except Exception as exc:  # the worker must survive anything a job does
                 log.exception("ingest job %s failed", job.id)
                 job.state = "failed"

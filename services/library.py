@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,11 +22,12 @@ from services.config import Settings
 from services.embeddings import OfflineEmbeddings
 from services.errors import DocQAError, EmptyDocument, FileTooLarge, UnsupportedFile
 from services.models import ParsedDocument
-from services.store import DocumentRecord, LibraryStore, NewChunk
+from services.store import DocumentRecord, LibraryStore, NewChunk, is_disk_full
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+MIB = 1024 * 1024
 
 
 @dataclass
@@ -134,10 +136,12 @@ class Library:
                     f"{source}: {path.suffix or 'files without an extension'} files are not supported "
                     f"(supported: {kinds})."
                 )
-            size_mb = path.stat().st_size / 1e6
+            # MB as Streamlit counts them for server.maxUploadSize (2**20 bytes), so both limits agree.
+            size_mb = path.stat().st_size / MIB
             if size_mb > self.settings.max_file_mb:
                 raise FileTooLarge(
-                    f"{source} is {size_mb:.0f} MB, over the {self.settings.max_file_mb} MB limit (DOCQA_MAX_FILE_MB)."
+                    f"{source} is {size_mb:,.1f} MB, over the {self.settings.max_file_mb} MB limit "
+                    "(DOCQA_MAX_FILE_MB)."
                 )
             parsed = parse_file(
                 path,
@@ -155,8 +159,28 @@ class Library:
             log.exception("unexpected failure parsing %s", source)
             return [IngestResult(source=source, status="failed", message=f"{source} could not be read ({exc}).")]
 
-        stored_path = self._keep_file(path, parsed) if keep_copy else str(path)
-        return [self._store_parsed(doc, stored_path) for doc in parsed]
+        try:
+            stored_path = self._keep_file(path, parsed) if keep_copy else str(path)
+        except OSError as exc:  # e.g. a full disk: this file fails, the batch goes on
+            log.warning("could not keep a copy of %s: %s", source, exc)
+            reason = (
+                "the disk holding the library is full; free some space and add it again"
+                if is_disk_full(exc)
+                else f"its copy could not be written ({exc.strerror or exc})"
+            )
+            return [IngestResult(source=source, status="failed", message=f"{source} could not be saved: {reason}.")]
+        results = [self._store_parsed(doc, stored_path) for doc in parsed]
+        if keep_copy and any(r.status == "added" for r in results):
+            # Another session may have deleted the last document using this very copy between our copy and our
+            # insert (and removed the file). Deletes check and unlink under the store's lock; so do we.
+            added = [r.document_id for r in results if r.status == "added" and r.document_id]
+            with self.store.locked():
+                if not Path(stored_path).exists() and any(self.store.has_document(i) for i in added):
+                    try:
+                        self._keep_file(path, parsed)
+                    except OSError as exc:
+                        log.warning("could not keep a copy of %s: %s", source, exc)
+        return results
 
     def ingest_parsed(self, docs: Sequence[ParsedDocument], *, embed: bool = True) -> list[IngestResult]:
         """Store already-parsed documents (evaluation sets, batch pipelines); then embed what is new."""
@@ -167,13 +191,23 @@ class Library:
 
     def _keep_file(self, path: Path, parsed: list[ParsedDocument]) -> str:
         """Copy the original under its content hash: the database plus these files are the source of truth."""
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        target = self.settings.uploads_dir / f"{digest}{path.suffix.lower()}"
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:  # streamed: a file at the size limit is not held in memory
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        target = self.settings.uploads_dir / f"{digest.hexdigest()[:16]}{path.suffix.lower()}"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, target)
+            # A temporary name of its own: two sessions may copy the same file at once.
+            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            os.close(fd)
+            tmp = Path(tmp_name)
+            try:
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # a half-written copy would only take the space that is missing
+                raise
         return str(target)
 
     def _store_parsed(self, doc: ParsedDocument, stored_path: str | None) -> IngestResult:
@@ -273,9 +307,12 @@ class Library:
 
     # ---- maintenance -------------------------------------------------------------------------------------
     def delete(self, document_id: str) -> DocumentRecord:
-        record = self.store.delete_document(document_id)
-        if record.file_path and not self._file_still_used(record.file_path):
-            Path(record.file_path).unlink(missing_ok=True)
+        # Under the store's lock, so that an upload of the same file cannot slip in between our check that no
+        # document uses the original any more and its removal.
+        with self.store.locked():
+            record = self.store.delete_document(document_id)
+            if record.file_path and not self._file_still_used(record.file_path):
+                Path(record.file_path).unlink(missing_ok=True)
         return record
 
     def reparse(self, document_id: str) -> list[IngestResult]:

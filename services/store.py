@@ -8,6 +8,7 @@ remaining chunks are embedded on the next start. No pickle: FAISS's own format, 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-from services.errors import DocumentNotFound, EmbeddingModelMismatch
+from services.errors import DocumentNotFound, EmbeddingModelMismatch, StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC from the OS, or SQLite's SQLITE_FULL ("database or disk is full")."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
 def fts_query(terms: Iterable[str]) -> str:
     """An FTS5 OR-query of quoted terms (quotes inside terms are doubled, so nothing is FTS syntax)."""
     unique = dict.fromkeys(t for t in terms if t.strip())
@@ -180,17 +188,38 @@ class LibraryStore:
 
     @contextmanager
     def writing(self) -> Iterator[sqlite3.Connection]:
-        """One writer at a time across threads and processes; the block is one transaction."""
+        """One writer at a time across threads and processes; the block is one transaction.
+
+        A full disk (SQLITE_FULL, ENOSPC) rolls the transaction back and raises :class:`StorageFull`.
+        """
         with self._lock, self._file_lock:
             db = self._connect()
-            db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            else:
-                db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    if db.in_transaction:  # SQLite may already have rolled back on its own (SQLITE_FULL)
+                        db.execute("ROLLBACK")
+                    raise
+                else:
+                    db.execute("COMMIT")
+            except (sqlite3.OperationalError, OSError) as exc:
+                if not is_disk_full(exc):
+                    raise
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise StorageFull(
+                    f"The disk holding the library ({self.data_dir}) is full, so nothing was saved. "
+                    "Free some space and try again."
+                ) from exc
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The writer lock without a transaction (re-entrant): for file work that must not interleave with
+        other writers, such as keeping or removing an original together with the rows that refer to it."""
+        with self._lock, self._file_lock:
+            yield
 
     def _read(self) -> sqlite3.Connection:
         return self._connect()
@@ -336,8 +365,11 @@ class LibraryStore:
         with self.writing() as db:
             ids = self._delete_rows(db, document_id)
             version = self._bump_vectors_version(db)
-            if self._index is not None and ids:
-                self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+            # Patch the in-memory index only if it was current: if another process changed the vectors since,
+            # it is stale and gets reloaded; patching it would mark it current while it misses their changes.
+            if self._index is not None and self._index_version == version - 1:
+                if ids:
+                    self._index.remove_ids(np.asarray(ids, dtype=np.int64))
                 self._index_version = version
         self._save_index_quietly()
         return record
@@ -473,9 +505,11 @@ class LibraryStore:
                 " (SELECT 1 FROM chunks c WHERE c.document_id = documents.id AND c.embedding IS NULL)"
             )
             version = self._bump_vectors_version(db)
-            if self._index is not None and self._index_version == version - 1 and stored:
-                keep = [i for i, vid in enumerate(vector_ids) if int(vid) in set(stored)]
-                self._index.add_with_ids(vectors[keep], np.asarray(stored, dtype=np.int64))
+            if self._index is not None and self._index_version == version - 1:
+                if stored:
+                    kept = set(stored)
+                    keep = [i for i, vid in enumerate(vector_ids) if int(vid) in kept]
+                    self._index.add_with_ids(vectors[keep], np.asarray(stored, dtype=np.int64))
                 self._index_version = version
 
     def iter_embeddings(self, document_ids: Sequence[str] | None = None) -> tuple[list[ChunkRecord], np.ndarray]:
@@ -505,29 +539,45 @@ class LibraryStore:
         with self._lock:
             if self._index is not None and self._index_version == version:
                 return self._index
-            self._index = self._load_or_rebuild(version)
-            self._index_version = version
+            # Under the writers' lock: the version, the index file and its description are then read as one
+            # state (writers change all three under it), not halfway through another process's save.
+            with self._file_lock:
+                version = self._vectors_version()
+                self._index = self._load_or_rebuild(version)
+                self._index_version = version
             return self._index
 
     def _load_or_rebuild(self, version: int) -> Any:
         import faiss
 
-        if self.faiss_path.exists() and self.faiss_meta_path.exists():
+        # Only real damage is worth telling the user about. A file that is merely behind (this process wrote
+        # vectors before it ever loaded the index, or another process did) or was never written (a new library)
+        # is rebuilt silently: nothing was wrong. A damaged one, or an index file deleted while its metadata
+        # remains, gets a notice.
+        damaged = ""
+        has_file, has_meta = self.faiss_path.exists(), self.faiss_meta_path.exists()
+        if has_file and has_meta:
             try:
                 meta = json.loads(self.faiss_meta_path.read_text())
                 if meta.get("version") == version and meta.get("model") == self.embedder_name:
                     index = faiss.read_index(str(self.faiss_path))
                     if index.ntotal == meta.get("count") and index.d == self.dimension:
                         return index
+                    damaged = "its size does not match the library"
             except Exception as exc:  # a corrupt file is rebuilt below
+                damaged = "it could not be read"
                 log.warning("vector index unreadable (%s); rebuilding from the library database", exc)
-        elif not self.faiss_path.exists() and self.counts()["embedded"]:
-            log.info("vector index file missing; rebuilding")
+        elif has_meta:
+            damaged = "its file was missing"
+        elif has_file:
+            damaged = "its description file was missing"
         index = self._rebuild(version)
         embedded = index.ntotal
-        if embedded:
+        if damaged and embedded:
+            log.warning("vector index rebuilt: %s", damaged)
             self.notices.append(
-                f"The vector index was missing, stale or damaged and was rebuilt from the library ({embedded} vectors)."
+                f"The vector index was damaged ({damaged}) and was rebuilt from the library ({embedded} vectors); "
+                "search works as before."
             )
         return index
 
@@ -558,11 +608,19 @@ class LibraryStore:
 
         try:
             data = faiss.serialize_index(index).tobytes()
-            atomic_write_bytes(self.faiss_path, data)
             meta = {"version": version, "count": int(index.ntotal), "model": self.embedder_name}
-            atomic_write_bytes(self.faiss_meta_path, json.dumps(meta).encode())
+            # The index file and its description are a pair: under the file lock, so that two processes saving
+            # at once cannot leave one's index next to the other's description (which reads as damage).
+            with self._file_lock:
+                atomic_write_bytes(self.faiss_path, data)
+                atomic_write_bytes(self.faiss_meta_path, json.dumps(meta).encode())
         except OSError as exc:  # disk full: the index lives on in memory and is rebuilt next start
             log.error("could not save the vector index: %s", exc)
+
+    def open_index(self) -> None:
+        """Load the vector index now (rebuilding it if damaged), so that a repair notice is ready for the first
+        page instead of appearing after the first search."""
+        self._ensure_index()
 
     def save_index(self) -> None:
         """Persist the in-memory index (called after an ingest batch finishes and after deletes)."""
@@ -599,6 +657,9 @@ class LibraryStore:
                 return []
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
         with self._lock:
+            # ntotal again under the lock: another thread may have deleted the last vectors meanwhile.
+            if index.ntotal == 0 or k <= 0:
+                return []
             scores, ids = index.search(q, min(k, index.ntotal), params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 

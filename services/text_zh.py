@@ -313,18 +313,18 @@ def _english_stop_words() -> frozenset[str]:
     return _ENGLISH_STOP_WORDS
 
 
-_stemmer: Any = None
+# A snowball stemmer keeps the word being stemmed in its own fields: one shared instance garbles words (or
+# raises IndexError) when two sessions stem at once. One stemmer per thread instead.
+_stemmers = threading.local()
 
 
 def _stem(word: str) -> str:
-    global _stemmer
-    if _stemmer is None:
-        with _lock:
-            if _stemmer is None:
-                import snowballstemmer
+    stemmer = getattr(_stemmers, "english", None)
+    if stemmer is None:
+        import snowballstemmer
 
-                _stemmer = snowballstemmer.stemmer("english")
-    return str(_stemmer.stemWord(word))
+        stemmer = _stemmers.english = snowballstemmer.stemmer("english")
+    return str(stemmer.stemWord(word))
 
 
 def _classify(word: str) -> str:

@@ -60,13 +60,23 @@ def app_server(tmp_path_factory):
     env = {**os.environ, "DOCQA_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true"],
+         "--server.port", str(port), "--server.headless", "true",
+         # Source edits elsewhere in the tree (other work going on) must not rerun or stall the app under test.
+         "--server.fileWatcherType", "none", "--server.runOnSave", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
+        started = time.monotonic()
         _wait_healthy(url, proc)
-        yield {"url": url, "data_dir": data_dir, "pid": proc.pid, "log": data_dir / "streamlit.log"}
+        yield {
+            "url": url,
+            "data_dir": data_dir,
+            "pid": proc.pid,
+            "log": data_dir / "streamlit.log",
+            "started_at": started,
+            "healthy_at": time.monotonic(),  # for the "first page interactive" measurement
+        }
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -86,22 +96,62 @@ def browser():
         b.close()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)  # the page fixture looks at it to keep a failure screenshot
+
+
 @pytest.fixture
-def page(browser):
+def page(browser, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-TW")
     p = context.new_page()
     p.set_default_timeout(60_000)
     yield p
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:  # what the browser showed when the test failed
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        try:
+            p.screenshot(path=str(ARTIFACTS / f"FAILED-{request.node.name}.png"), full_page=True)
+        except Exception as exc:  # the browser may be gone: the test's own error matters more
+            print(f"no failure screenshot: {exc}")
     context.close()
+
+
+# Streamlit scrolls inside its main section, not the document, so a "full page" screenshot of the document
+# only shows the first screen. The viewport is stretched to the content's height for the shot instead.
+_CONTENT_HEIGHT_JS = """() => {
+    const ids = ["stMain", "stMainBlockContainer", "stAppScrollToBottomContainer", "stSidebarContent"];
+    const heights = ids.flatMap(id => [...document.querySelectorAll(`[data-testid="${id}"]`)])
+        .map(el => el.scrollHeight);
+    return Math.max(window.innerHeight, ...heights);
+}"""
+MAX_SHOT_HEIGHT = 8000
 
 
 @pytest.fixture
 def shoot():
+    """``shoot(page, name)``: a screenshot of the whole page content under test-artifacts/screenshots/.
+
+    It also fails the test when Streamlit shows an exception box: a traceback on screen is a broken page.
+    """
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     def _shoot(page, name: str) -> Path:
         path = ARTIFACTS / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        exceptions = page.get_by_test_id("stException")
+        assert exceptions.count() == 0, f"{name}: the page shows an exception: {exceptions.first.inner_text()[:500]}"
+        viewport = page.viewport_size or {"width": 1400, "height": 1000}
+        height = min(int(page.evaluate(_CONTENT_HEIGHT_JS)), MAX_SHOT_HEIGHT)
+        try:
+            if height > viewport["height"]:
+                page.set_viewport_size({"width": viewport["width"], "height": height})
+                page.wait_for_timeout(300)  # let the layout settle at the new size
+            page.screenshot(path=str(path), full_page=True)
+        finally:
+            if height > viewport["height"]:
+                page.set_viewport_size(viewport)
         return path
 
     return _shoot

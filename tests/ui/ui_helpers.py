@@ -71,7 +71,9 @@ def button(at: AppTest, label: str):
 
 
 def unescape(markdown: str) -> str:
-    """What a reader sees of our escaped Markdown (backslash escapes removed)."""
+    """What a reader sees of our escaped Markdown (backslash escapes removed, and the invisible word joiner
+    components.text puts into "http://" and "www." so they do not become links)."""
+    markdown = re.sub(r"(?i)(https?|www)\u2060(?=\\[:.])", r"\1", markdown)
     return re.sub(r"\\(.)", r"\1", markdown)
 
 
