@@ -163,17 +163,35 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_dir(args: argparse.Namespace, suffix: str = "") -> Path:
+    """Evaluation stores live apart from the user's library; the same dataset's store is reused (no re-embedding)."""
+    if args.data_dir:
+        return Path(args.data_dir)
+    return Path(".eval-stores") / (Path(args.dataset).stem + suffix)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.what == "retrieval":
         from services.evaluate import evaluate_retrieval
 
         report = evaluate_retrieval(
             Path(args.dataset),
-            Path(args.data_dir) if args.data_dir else None,
+            _eval_dir(args),
             script=args.script,
             k=args.k,
             limit=args.limit,
             dense_weight=args.dense_weight,
+            compare_signals=args.compare_signals,
+        )
+    elif args.what == "extractive":
+        from services.evaluate import evaluate_extractive
+
+        report = evaluate_extractive(Path(args.dataset), _eval_dir(args), limit=args.limit)
+    elif args.what == "abstention":
+        from services.evaluate import evaluate_abstention
+
+        report = evaluate_abstention(
+            Path(args.dataset), _eval_dir(args, f"-half-{args.split}"), split=args.split, limit=args.limit
         )
     else:
         from services.topic_service import evaluate_topics_file
@@ -266,12 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_topics)
 
     p = sub.add_parser("eval", help="evaluate retrieval or topics on a dataset")
-    p.add_argument("what", choices=["retrieval", "topics"])
+    p.add_argument("what", choices=["retrieval", "extractive", "abstention", "topics"])
     p.add_argument("--dataset", required=True)
     p.add_argument("--script", choices=["simplified", "traditional"])
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--limit", type=int, help="use only the first N questions / documents")
     p.add_argument("--dense-weight", type=float)
+    p.add_argument("--compare-signals", action="store_true", help="retrieval: also dense-only and keyword-only")
+    p.add_argument("--split", choices=["article", "paragraph"], default="article", help="abstention split")
     p.add_argument("--text-field", default="text")
     p.add_argument("--label-field", default="label")
     p.add_argument("--per-label", type=int, help="topics: first N items of each label, in file order")

@@ -65,8 +65,15 @@ def _empty_library(services: AppServices, busy: bool) -> None:
         st.rerun()
 
 
+RESELECT_KEY = "_library_reselect"
+
+
 def _document_actions(services: AppServices, docs: list, busy: bool) -> None:
     by_id = {d.id: d for d in docs}
+    if st.session_state.pop(RESELECT_KEY, False) or st.session_state.get("library_selected") not in by_id:
+        # Set before the widget exists, so the browser is told too: merely dropping the key left the deleted
+        # document's name showing in the box (the browser keeps its own copy of a widget's value).
+        st.session_state["library_selected"] = next(iter(by_id))
     selected = st.selectbox(
         "Document",
         list(by_id),
@@ -81,7 +88,7 @@ def _document_actions(services: AppServices, docs: list, busy: bool) -> None:
     left, right = st.columns(2)
     with left:
         if delete_controls(services, doc, key="delete"):
-            st.session_state.pop("library_selected", None)
+            st.session_state[RESELECT_KEY] = True
             st.rerun()
     with right:
         label = "Retry" if doc.status == "failed" else "Re-index this document"

@@ -2,7 +2,11 @@
 weighted, per-query normalised scores, with document / topic / date filters.
 
 Plain reciprocal-rank fusion with a weaker dense model is worse than BM25 alone on DRCD, so the two signals
-are weighted (``dense_weight``, tuned on the dev sets; see the README's evaluation section).
+are weighted (``dense_weight``, tuned on the dev sets; see the README's evaluation section). Dense scores
+are normalised by their gap to the best candidate on a fixed scale (``dense_scale``), BM25 as a share of
+the best candidate's score; a keyword-only candidate gets the weakest dense candidate's value. Measured
+with services.evaluate (hit@1 / hit@5): DRCD 0.935 / 0.997, DRCD asked in Simplified 0.934 / 0.996,
+CMRC 2018 0.982 / 0.998, SQuAD part A 0.813 / 0.957; per-query min-max fusion gave 0.928 / 0.995 on DRCD.
 """
 
 from __future__ import annotations

@@ -253,10 +253,11 @@ def test_the_journey(app_server: dict, page: Any, shoot: Any) -> None:
     clear_topic = page.locator(".st-key-chat_topic_clear button").first
     if clear_topic.count():  # search the whole library again, not just the topic
         clear_topic.click()
-        page.wait_for_timeout(1000)
-        assert page.locator(".st-key-chat_topic_clear").count() == 0
+        page.locator(".st-key-chat_topic_clear").first.wait_for(state="detached")
+        settle(page)
     page.get_by_role("button", name="New chat").click()
-    page.wait_for_timeout(1000)
+    page.get_by_test_id("stChatMessage").first.wait_for(state="detached")
+    settle(page)
     results = page.get_by_test_id("stExpander").filter(has_text="Retrieval test")
     results.get_by_text("Retrieval test").click()
     query = page.get_by_label("Question", exact=True)

@@ -145,12 +145,18 @@ def test_an_empty_library_explains_itself(tmp_path: Path) -> None:
 
 
 def test_a_second_build_at_the_same_time_is_refused(services: AppServices) -> None:
-    assert TopicService._build_lock.acquire(blocking=False)
+    lock = _service(services)._build_lock  # the lock of this library's folder, shared by every session
+    assert lock.acquire(blocking=False)
     try:
         with pytest.raises(TopicsUnavailable, match="already running"):
             _service(services).build(TopicParams())
     finally:
-        TopicService._build_lock.release()
+        lock.release()
+
+
+def test_builds_of_different_libraries_do_not_block_each_other(services: AppServices, tmp_path) -> None:
+    other = TopicService(services.store, services.settings.model_copy(update={"data_dir": tmp_path / "other"}))
+    assert other._build_lock is not _service(services)._build_lock
 
 
 def test_bad_parameters_are_a_message(services: AppServices) -> None:
