@@ -204,6 +204,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             limit=args.limit,
             compare_defaults=args.compare_defaults,
             traditional=args.traditional,
+            clean=args.clean,
+            max_chars=args.max_chars,
             data_dir=Path(args.data_dir) if args.data_dir else None,
         )
     if args.json:
@@ -296,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-field", default="label")
     p.add_argument("--per-label", type=int, help="topics: first N items of each label, in file order")
     p.add_argument("--traditional", action="store_true", help="topics: convert texts to Traditional (s2twp)")
+    p.add_argument("--clean", choices=["email"], help="topics: strip e-mail headers, quotes and signatures")
+    p.add_argument("--max-chars", type=int, help="topics: keep the first N characters of each text")
     p.add_argument("--compare-defaults", action="store_true", help="topics: also score BERTopic defaults")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)

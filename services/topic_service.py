@@ -334,9 +334,19 @@ class TopicService:
 
 # ---- evaluation on labelled corpora (cli.py eval topics) --------------------------------------------------
 def read_labelled(
-    path: Path, text_field: str, label_field: str, per_label: int | None = None, limit: int | None = None
+    path: Path,
+    text_field: str,
+    label_field: str,
+    per_label: int | None = None,
+    limit: int | None = None,
+    *,
+    clean: str | None = None,
+    max_chars: int | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Rows of a JSON-lines file (fields by name) or a TSV file (fields by name `text`/`label` or index)."""
+    """Rows of a JSON-lines file (fields by name) or a TSV file (fields by name `text`/`label` or index).
+
+    ``clean="email"`` strips message headers, quotes and signatures (20 Newsgroups); ``max_chars`` keeps the
+    first characters of each text (the evaluation protocol's cap, so a run takes minutes on this CPU)."""
     texts, labels = [], []
     counts: Counter = Counter()
     with open(path, encoding="utf-8") as fh:
@@ -351,6 +361,12 @@ def read_labelled(
                 cols = line.split("\t")
                 text = cols[int(text_field)] if text_field.isdigit() else cols[0]
                 label = cols[int(label_field)] if label_field.isdigit() else cols[-1]
+            if clean == "email":
+                from services.text_clean import email_body
+
+                text = email_body(text)
+            if max_chars:
+                text = text[:max_chars]
             if not text.strip() or (per_label and counts[label] >= per_label):
                 continue
             counts[label] += 1
@@ -372,6 +388,8 @@ def evaluate_topics_file(
     traditional: bool = False,
     data_dir: Path | None = None,
     params: TopicParams | None = None,
+    clean: str | None = None,
+    max_chars: int | None = None,
 ) -> dict[str, Any]:
     """Ingest a labelled corpus into a fresh store (one document per row), build topics on the stored
     embeddings exactly as the app does, and score them (NMI, ARI, NPMI, diversity); optionally BERTopic's
@@ -383,7 +401,9 @@ def evaluate_topics_file(
     from services.text_zh import display_tokens, to_traditional_tw
     from services.topic_metrics import ari, evaluate_bertopic_defaults, nmi, npmi_coherence, topic_diversity
 
-    texts, labels = read_labelled(Path(dataset), text_field, label_field, per_label, limit)
+    texts, labels = read_labelled(
+        Path(dataset), text_field, label_field, per_label, limit, clean=clean, max_chars=max_chars
+    )
     if traditional:
         texts = [to_traditional_tw(t) for t in texts]
     if not texts:

@@ -247,6 +247,9 @@ def test_the_journey(app_server: dict, page: Any, shoot: Any) -> None:
     page.get_by_text(f"Deleted {BIG5_NAME}.").wait_for()
     page.get_by_role("heading", name=f"Documents ({10 + len(uploads)})").wait_for()
     assert find_row(page, documents_table(page), "Name", BIG5_NAME, present=False) is None
+    settle(page)
+    shown = documents.get_by_role("combobox").input_value()
+    assert shown != BIG5_NAME, "the Document box still shows the deleted document"
     shoot(page, "06-deleted")
 
     open_page(page, "Ask")
