@@ -140,8 +140,7 @@ class Library:
             size_mb = path.stat().st_size / MIB
             if size_mb > self.settings.max_file_mb:
                 raise FileTooLarge(
-                    f"{source} is {size_mb:,.1f} MB, over the {self.settings.max_file_mb} MB limit "
-                    "(DOCQA_MAX_FILE_MB)."
+                    f"{source} is {size_mb:,.1f} MB, over the {self.settings.max_file_mb} MB limit (DOCQA_MAX_FILE_MB)."
                 )
             parsed = parse_file(
                 path,

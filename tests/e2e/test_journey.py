@@ -165,7 +165,9 @@ def test_the_journey(app_server: dict, page: Any, shoot: Any) -> None:
     # 3. Upload a Traditional Chinese PDF and a Big5 text file through the uploader.
     uploads = [{"name": BIG5_NAME, "mimeType": "text/plain", "buffer": BIG5_TEXT.encode("big5")}]
     if CONSTITUTION.is_file():
-        uploads.insert(0, {"name": CONSTITUTION.name, "mimeType": "application/pdf", "buffer": CONSTITUTION.read_bytes()})
+        uploads.insert(
+            0, {"name": CONSTITUTION.name, "mimeType": "application/pdf", "buffer": CONSTITUTION.read_bytes()}
+        )
     else:
         skipped.append(f"the PDF upload: {CONSTITUTION} is not here (shared test data)")
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(uploads)
@@ -300,7 +302,9 @@ def explore_topics(page: Any, shoot: Any, target: str) -> str:
     chart = page.locator(".js-plotly-plot").first
     chart.wait_for()
     page.wait_for_timeout(1000)
-    labels = [t.strip() for t in chart.evaluate("(el) => [...el.querySelectorAll('.textpoint text')].map(t => t.textContent)")]
+    labels = [
+        t.strip() for t in chart.evaluate("(el) => [...el.querySelectorAll('.textpoint text')].map(t => t.textContent)")
+    ]
     assert labels and all(labels), f"the map has no topic labels: {labels}"
     assert chart.bounding_box()["height"] > 200, "the map is squashed"
     shoot(page, "04-topic-map")

@@ -66,7 +66,11 @@ def hostile_files(secret_path: Path) -> list[Hostile]:
 GOOD_FILES: dict[str, tuple[bytes, str, str]] = {
     "big5.txt": ((TYPHOON + "\n臺北市的捷運系統非常方便。\n").encode("big5"), "big5.txt", "捷運系統"),
     "gb18030.txt": ((SIMPLIFIED + "\n长江是中国最长的河流。\n").encode("gb18030"), "gb18030.txt", "长江"),
-    "utf16.txt": ("Utf-sixteen notes: estuaries mix fresh and salt water.\n".encode("utf-16"), "utf16.txt", "estuaries"),
+    "utf16.txt": (
+        "Utf-sixteen notes: estuaries mix fresh and salt water.\n".encode("utf-16"),
+        "utf16.txt",
+        "estuaries",
+    ),
     "self-drawing-form.pdf": (hostile.self_drawing_form_pdf(), "self-drawing-form.pdf", "form text"),
     "xref-loop.pdf": (hostile.xref_loop_pdf(), "xref-loop.pdf", "behind xref"),
     "../../etc/passwd.txt": (b"Path traversal name: kumquats ripen in winter.", "passwd.txt", "kumquats"),
@@ -172,7 +176,9 @@ def test_the_library_stays_consistent_and_keeps_serving(batch: Batch) -> None:
     batch.at.run()  # the page still renders, with the list
     assert not batch.at.exception
     assert [t.value for t in batch.at.title] == ["Library"]
-    parsers = [p for p in psutil.Process().children(recursive=True) if "services.ingest.worker" in " ".join(p.cmdline())]
+    parsers = [
+        p for p in psutil.Process().children(recursive=True) if "services.ingest.worker" in " ".join(p.cmdline())
+    ]
     assert parsers == []  # no parser left running
 
 
@@ -219,7 +225,7 @@ def _queue(services: AppServices, tmp_path: Path, name: str, data: bytes, **colu
 
 
 def test_csv_with_a_missing_text_column_names_the_columns(fast_services: AppServices, tmp_path: Path) -> None:
-    csv = "id,title,published\n1,Tea,2024-01-02\n2,Rivers,2024-02-03\n".encode()
+    csv = b"id,title,published\n1,Tea,2024-01-02\n2,Rivers,2024-02-03\n"
     job = _queue(fast_services, tmp_path, "rows.csv", csv, text_column="body")
     (result,) = job.results
     assert result.status == "failed"
@@ -310,9 +316,15 @@ def test_same_file_from_two_sessions_at_once_is_one_document(tmp_path: Path) -> 
             go = threading.Barrier(2)
             outcome: dict[str, list] = {}
 
-            def ingest(name: str, services: AppServices, path: Path = src, barrier: threading.Barrier = go) -> None:
+            def ingest(
+                name: str,
+                services: AppServices,
+                path: Path = src,
+                barrier: threading.Barrier = go,
+                out: dict[str, list] = outcome,
+            ) -> None:
                 barrier.wait()
-                outcome[name] = services.library.ingest_paths([path])
+                out[name] = services.library.ingest_paths([path])
 
             threads = [threading.Thread(target=ingest, args=(n, s)) for n, s in (("a", first), ("b", second))]
             for t in threads:
