@@ -145,7 +145,7 @@ _TEXTS: dict[str, dict[str, str]] = {
     "failed": {
         "zh-Hant": "語言模型無法使用（{reason}）；改為顯示文件中的原文段落。",
         "zh-Hans": "语言模型无法使用（{reason}）；改为显示文件中的原文段落。",
-        "en": "The language model failed ({reason}); showing quoted passages instead.",
+        "en": "{reason}; showing quoted passages instead.",
     },
     "empty_output": {
         "zh-Hant": "語言模型沒有給出可用的回答；改為顯示文件中的原文段落。",
