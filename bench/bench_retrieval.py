@@ -200,7 +200,9 @@ def main() -> None:
         # A fresh process per size, so peak memory is that size's alone.
         out = subprocess.run(
             [sys.executable, __file__, "--one", str(store), "--queries", str(args.queries)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         result = json.loads(out.stdout.strip().splitlines()[-1])
         result["synthesis_seconds"] = round(build_s, 1)
