@@ -16,6 +16,7 @@ from services.ingest import SUPPORTED_EXTENSIONS, parse_file, parse_file_inproce
 from services.ingest import ocr as ocr_module
 from services.ingest.normalize import fold_text, normalize
 from services.ingest.tabular import parse_date
+from tests.helpers.hostile import assemble_pdf
 
 HAS_TESSERACT = bool(shutil.which("tesseract")) and "eng" in ocr_module.available_languages()
 
@@ -64,16 +65,7 @@ def make_pdf(pages: list[str | None], images: dict[int, tuple[int, int, bytes]] 
     objects.append(b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(pages)))
     assert len(objects) == pages_id
     objects.append(b"<< /Type /Catalog /Pages %d 0 R >>" % pages_id)
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, len(objects), xref)
-    return bytes(out)
+    return assemble_pdf(objects)
 
 
 def text_image(text: str) -> tuple[int, int, bytes]:

@@ -25,6 +25,7 @@ from services.errors import (
 )
 from services.ingest import docx as docx_parser
 from services.ingest import parse_file, parse_file_inprocess, sandbox
+from tests.helpers.hostile import assemble_pdf
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x02\x00\x00\x00" + bytes(200)
 ELF = b"\x7fELF\x02\x01\x01\x00" + bytes(8) + b"\x02\x00\x3e\x00" + bytes(200)
@@ -42,7 +43,7 @@ def text_pdf(text: str = "Hello hostile world") -> bytes:
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Catalog /Pages 4 0 R >>",
     ]
-    return _assemble(objects)
+    return assemble_pdf(objects)
 
 
 def bomb_pdf() -> bytes:
@@ -56,20 +57,7 @@ def bomb_pdf() -> bytes:
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Catalog /Pages 4 0 R >>",
     ]
-    return _assemble(objects)
-
-
-def _assemble(objects: list[bytes]) -> bytes:
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, len(objects), xref)
-    return bytes(out)
+    return assemble_pdf(objects)
 
 
 def encrypted_pdf(user_password: str, algorithm: str) -> bytes:
