@@ -128,8 +128,6 @@ def measure(store_dir: Path, queries: list[str], k: int = 10) -> dict:
     services.store.dense_search(services.embedder.encode_query("warm up"), 1)  # loads / builds the index
     open_s = time.perf_counter() - t
     qvecs = [services.embedder.encode_query(q) for q in queries]  # the embedder is not what we time
-    from services.text_zh import keyword_tokens
-
     retriever = services.retriever
     results: dict = {"chunks": services.store.counts()["chunks"], "open_seconds": round(open_s, 2)}
 
@@ -150,7 +148,6 @@ def measure(store_dir: Path, queries: list[str], k: int = 10) -> dict:
             retriever.search(q, k, dense_weight=weight)
             samples.append(time.perf_counter() - t)
         results[name] = percentiles(samples)
-    keyword_tokens("warm")
     # LangChain's FAISS wrapper over the same vectors (exact inner product, like ours)
     try:
         from langchain_community.docstore.in_memory import InMemoryDocstore

@@ -187,7 +187,9 @@ def retrieval_test_panel(services: AppServices, search_filter: SearchFilter | No
             submitted = st.form_submit_button("Search")
         if submitted:
             st.session_state["rt_result"] = (
-                services.retriever.search(query, k=k, search_filter=search_filter) if query.strip() else None
+                services.retriever.search(query, k=k, search_filter=search_filter, match_terms=True)
+                if query.strip()
+                else None
             )
         passages = st.session_state.get("rt_result")
         if passages is None:

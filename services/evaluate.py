@@ -407,7 +407,7 @@ def evaluate_retrieval(
         gold = ev.doc_ids.get(q.paragraph)
         for name, w in variants.items():
             t0 = time.perf_counter()
-            passages = retriever.search(text, k=depth, dense_weight=w, match_terms=False)
+            passages = retriever.search(text, k=depth, dense_weight=w)
             if name == "hybrid":
                 latencies.append(time.perf_counter() - t0)
             docs = document_ranking(passages)[:k]

@@ -153,10 +153,10 @@ class HybridRetriever:
         search_filter: SearchFilter | None = None,
         *,
         dense_weight: float | None = None,
-        match_terms: bool = True,
+        match_terms: bool = False,
     ) -> list[Passage]:
-        """The ``k`` best passages. ``match_terms=False`` skips re-segmenting every returned chunk to list
-        the query terms it contains (evaluation runs ask for many passages and do not show them)."""
+        """The ``k`` best passages. ``match_terms=True`` also lists the query terms each passage contains (it
+        re-segments every returned chunk, so only the retrieval-test panel asks for it)."""
         query = query.strip()
         if not query:
             return []
