@@ -9,6 +9,7 @@ python cli.py [--data-dir DIR] topics export --json
 python cli.py eval retrieval --dataset FILE.json [--script simplified] -k 10 --json
 python cli.py eval topics --dataset FILE --text-field F --label-field L --json
 python cli.py [--data-dir DIR] reindex | doctor
+python cli.py [--data-dir DIR] migrate --to pgvector|sqlite [--database-url URL] [--queries N] --json
 """
 
 from __future__ import annotations
@@ -218,11 +219,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_reindex(args: argparse.Namespace) -> int:
     from services.embeddings import make_embedder
-    from services.store import LibraryStore
+    from services.store_factory import reset_embedding_model
 
     settings = load_settings(data_dir=Path(args.data_dir) if args.data_dir else None)
     embedder = make_embedder(settings.embedder)
-    LibraryStore.reset_embedding_model(settings.data_dir, embedder.name, embedder.dimension)
+    reset_embedding_model(settings, embedder.name, embedder.dimension)
     services = _services(args)
     done = services.library.embed_pending(progress=_progress_printer(True))
     print(f"re-embedded {done} passages with {embedder.name}")
@@ -235,6 +236,31 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     _print_json(report)
     bad = report["faiss_not_in_sqlite"] or report["embedded_not_in_faiss"] or report["terms_mismatch"]
     return 1 if bad or report["duplicate_chunks"] else 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from services.migrate import migrate, open_pair
+
+    settings = load_settings(data_dir=Path(args.data_dir) if args.data_dir else None)
+    url = args.database_url or settings.database_url
+    if not url:
+        raise DocQAError("migrate needs a PostgreSQL URL: --database-url postgresql://... or DOCQA_DATABASE_URL.")
+    source, target = open_pair(settings.data_dir, url, args.to)
+    report = migrate(source, target, sample_queries=args.queries, k=args.k)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(f"migrated {report.direction} in {report.seconds} s")
+        for key in ("documents", "chunks", "embedded"):
+            a, b = report.counts_source[key], report.counts_target[key]
+            print(f"  {key:10} source {a:>9}  target {b:>9}  {'ok' if a == b else 'MISMATCH'}")
+        for signal, same in report.identical.items():
+            print(
+                f"  {signal:8} top-{args.k}: identical for {same}/{report.queries} queries, "
+                f"mean overlap {report.overlap[signal]:.4f}"
+            )
+        print("verified: the two stores agree" if report.ok else "NOT verified: the stores differ (see above)")
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reindex)
     p = sub.add_parser("doctor", help="check that the database and the vector index agree")
     p.set_defaults(func=cmd_doctor)
+    p = sub.add_parser("migrate", help="copy the library between the local store and PostgreSQL + pgvector")
+    p.add_argument("--to", choices=["pgvector", "sqlite"], required=True)
+    p.add_argument("--database-url", help="PostgreSQL URL (default $DOCQA_DATABASE_URL)")
+    p.add_argument("--queries", type=int, default=50, help="sample queries compared after copying")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_migrate)
     return parser
 
 

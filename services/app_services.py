@@ -11,14 +11,15 @@ from services.config import Settings
 from services.embeddings import OfflineEmbeddings, make_embedder
 from services.library import Library
 from services.retrieval import HybridRetriever
-from services.store import LibraryStore
+from services.store_api import Store
+from services.store_factory import open_store, reset_embedding_model
 
 
 @dataclass
 class AppServices:
     settings: Settings
     embedder: OfflineEmbeddings
-    store: LibraryStore
+    store: Store
     library: Library
     retriever: HybridRetriever
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -42,8 +43,8 @@ def build_services(settings: Settings, embedder: OfflineEmbeddings | None = None
     from services.text_zh import keyword_tokens
 
     embedder = embedder or make_embedder(settings.embedder)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = LibraryStore(settings.data_dir, embedder.name, embedder.dimension)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # uploads and topics stay on local disk either way
+    store = open_store(settings, embedder.name, embedder.dimension)
     library = Library(settings, embedder, store)
     retriever = HybridRetriever(store, embedder, keyword_tokens, dense_weight=settings.dense_weight)
     return AppServices(settings=settings, embedder=embedder, store=store, library=library, retriever=retriever)
@@ -58,4 +59,4 @@ def reset_for_new_embedder(settings: Settings) -> None:
     from services.embeddings import EMBEDDERS
 
     model = EMBEDDERS[settings.embedder]
-    LibraryStore.reset_embedding_model(settings.data_dir, model.name, model.dimension)
+    reset_embedding_model(settings, model.name, model.dimension)

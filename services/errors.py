@@ -77,3 +77,7 @@ class TopicsUnavailable(DocQAError):
 
 class StorageFull(DocQAError):
     """The disk holding the library ran out of space during a write (which was rolled back)."""
+
+
+class StoreUnavailable(DocQAError):
+    """The configured store backend cannot be used (no database URL, server unreachable, extension missing)."""

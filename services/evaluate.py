@@ -27,7 +27,8 @@ from services.config import Settings
 from services.embeddings import OfflineEmbeddings
 from services.errors import DocQAError
 from services.models import ParsedDocument, ParsedPage
-from services.store import LibraryStore, atomic_write_bytes
+from services.store import atomic_write_bytes
+from services.store_api import Store
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _opencc(config: str) -> Any:
 
 @dataclass
 class EvalStore:
-    store: LibraryStore
+    store: Store
     settings: Settings
     paragraphs: list[EvalParagraph]  # every paragraph of the file
     doc_ids: dict[int, str]  # paragraph index → document id (ingested paragraphs only)
@@ -147,6 +148,7 @@ def prepare_eval_store(
     """A store in ``data_dir`` holding the dataset's paragraphs (``subset``: "all", "article-even",
     "paragraph-even"), reused when the marker says it already holds exactly that."""
     from services.library import Library, content_id
+    from services.store_factory import open_store
 
     dataset_path = Path(dataset_path).resolve()
     data_dir = Path(data_dir)
@@ -184,7 +186,9 @@ def prepare_eval_store(
         )
     data_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(marker_path, json.dumps({**marker, "complete": False}).encode())
-    store = LibraryStore(data_dir, embedder.name, embedder.dimension)
+    # The backend the settings choose (DOCQA_STORE): with pgvector the documents go to DOCQA_DATABASE_URL,
+    # while the marker and the query-vector cache stay in data_dir.
+    store = open_store(settings, embedder.name, embedder.dimension)
     library = Library(settings, embedder, store)
     docs = [
         ParsedDocument(source=f"p{p.index}", kind="txt", pages=[ParsedPage(1, p.context)], title=f"p{p.index}")
@@ -195,6 +199,12 @@ def prepare_eval_store(
     results = library.ingest_parsed(docs, embed=False)
     _borrow_vectors(store, data_dir, marker)
     library.embed_pending(progress=progress)
+    extra = store.counts()["documents"] - len({r.document_id for r in results if r.document_id})
+    if extra > 0:  # a shared database is not wiped for an evaluation: it must hold this dataset only
+        raise DocQAError(
+            f"The evaluation store holds {extra} documents that are not in {dataset_path.name}; "
+            "evaluate into an empty database (DOCQA_DATABASE_URL) or folder."
+        )
     embed_seconds = time.monotonic() - started
     doc_ids: dict[int, str] = {}
     for p, result in zip(chosen, results, strict=True):
@@ -203,7 +213,7 @@ def prepare_eval_store(
     return EvalStore(store, settings, paragraphs, doc_ids, reused, embed_seconds)
 
 
-def _borrow_vectors(store: LibraryStore, data_dir: Path, marker: dict[str, Any]) -> int:
+def _borrow_vectors(store: Store, data_dir: Path, marker: dict[str, Any]) -> int:
     """Copy vectors of identical chunks from sibling evaluation stores of the same file, embedder and
     chunking (e.g. the abstention half-store next to the full one), so they are not embedded again."""
     pending = store.pending_chunks(1_000_000)

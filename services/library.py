@@ -20,9 +20,11 @@ from typing import Any
 
 from services.config import Settings
 from services.embeddings import OfflineEmbeddings
-from services.errors import DocQAError, EmptyDocument, FileTooLarge, UnsupportedFile
+from services.errors import DocQAError
 from services.models import ParsedDocument
-from services.store import DocumentRecord, LibraryStore, NewChunk, is_disk_full
+from services.pipeline import content_id, parse_path, prepare_document, write_document
+from services.store import DocumentRecord, is_disk_full
+from services.store_api import Store
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +60,6 @@ def safe_display_name(name: str) -> str:
     return base or "unnamed"
 
 
-def content_id(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def chunk_id(document_id: str, page: int, start: int, text: str) -> str:
-    return hashlib.sha256(f"{document_id}|{page}|{start}|{text}".encode()).hexdigest()[:20]
-
-
 def expand_paths(paths: Iterable[Path]) -> list[Path]:
     """Files as given, folders walked recursively (sorted, hidden files skipped)."""
     out: list[Path] = []
@@ -83,7 +77,7 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
 class Library:
     """Ingest, embed, delete and re-index documents. Thread-safe through the store's locking."""
 
-    def __init__(self, settings: Settings, embedder: OfflineEmbeddings, store: LibraryStore):
+    def __init__(self, settings: Settings, embedder: OfflineEmbeddings, store: Store):
         self.settings = settings
         self.embedder = embedder
         self.store = store
@@ -124,33 +118,15 @@ class Library:
         keep_copy: bool = True,
     ) -> list[IngestResult]:
         """Parse one file and store its document(s) without embedding. Never raises for a bad file."""
-        from services.ingest import SUPPORTED_EXTENSIONS, parse_file
-
         source = safe_display_name(source_name or path.name)
         try:
-            if not path.is_file():
-                raise DocQAError(f"{source}: file not found.")
-            if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-                kinds = "PDF, DOCX, TXT, Markdown, HTML, CSV, JSON Lines"
-                raise UnsupportedFile(
-                    f"{source}: {path.suffix or 'files without an extension'} files are not supported "
-                    f"(supported: {kinds})."
-                )
-            # MB as Streamlit counts them for server.maxUploadSize (2**20 bytes), so both limits agree.
-            size_mb = path.stat().st_size / MIB
-            if size_mb > self.settings.max_file_mb:
-                raise FileTooLarge(
-                    f"{source} is {size_mb:,.1f} MB, over the {self.settings.max_file_mb} MB limit (DOCQA_MAX_FILE_MB)."
-                )
-            parsed = parse_file(
+            parsed = parse_path(
                 path,
-                source_name=source,
+                self.settings,
+                source=source,
                 text_column=text_column,
                 id_column=id_column,
                 date_column=date_column,
-                timeout_s=self.settings.parse_timeout_s,
-                memory_mb=self.settings.parse_memory_mb,
-                ocr=self.settings.ocr == "auto",
             )
         except DocQAError as exc:
             return [IngestResult(source=source, status="failed", message=exc.message)]
@@ -210,69 +186,32 @@ class Library:
         return str(target)
 
     def _store_parsed(self, doc: ParsedDocument, stored_path: str | None) -> IngestResult:
-        from services.chunking import chunk_pages
-        from services.text_zh import detect_script, keyword_tokens
-
         try:
-            full_text = doc.full_text
-            if not full_text.strip():
-                pages = ", ".join(str(p) for p in doc.skipped_pages) or "all"
-                raise EmptyDocument(f"{doc.source} has no text to index (pages without text: {pages}).")
-            document_id = content_id(full_text)
-            existing = self.store.has_document(document_id)
-            if existing is not None and existing.status != "failed":
-                return IngestResult(
-                    source=doc.source,
-                    status="duplicate",
-                    message=f"{doc.source} has the same content as {existing.source}, already in the library.",
-                    document_id=document_id,
-                    pages=existing.pages,
-                    chunks=existing.chunks,
-                )
-            spans = chunk_pages(
-                doc.pages,
-                self.embedder.count_tokens,
-                self.settings.chunk_tokens,
-                self.settings.chunk_overlap_sentences,
-            )
-            chunks = [
-                NewChunk(
-                    id=chunk_id(document_id, s.page, s.start, s.text),
-                    page=s.page,
-                    start=s.start,
-                    end=s.end,
-                    text=s.text,
-                    tokens=s.tokens,
-                    terms=keyword_tokens(s.text),
-                )
-                for s in spans
-            ]
-            added = self.store.add_document(
-                document_id=document_id,
-                source=doc.source,
-                kind=doc.kind,
-                title=doc.title or doc.source,
-                file_path=stored_path,
-                pages=[(p.number, p.text) for p in doc.pages],
-                chunks=chunks,
-                script=detect_script(full_text[:20000]),
-                warnings=doc.warnings,
-                metadata=doc.metadata,
-                doc_date=doc.date,
-            )
-            if not added:  # another session stored it between our check and our insert
+            if doc.full_text.strip():
+                existing = self.store.has_document(content_id(doc.full_text))
+                if existing is not None and existing.status != "failed":  # skip chunking a known document
+                    return IngestResult(
+                        source=doc.source,
+                        status="duplicate",
+                        message=f"{doc.source} has the same content as {existing.source}, already in the library.",
+                        document_id=existing.id,
+                        pages=existing.pages,
+                        chunks=existing.chunks,
+                    )
+            record = prepare_document(doc, self.settings, self.embedder.count_tokens, stored_path)
+            if not write_document(self.store, record):  # another session stored it between our check and insert
                 return IngestResult(
                     source=doc.source,
                     status="duplicate",
                     message=f"{doc.source} is already in the library.",
-                    document_id=document_id,
+                    document_id=record["document_id"],
                 )
             return IngestResult(
                 source=doc.source,
                 status="added",
-                document_id=document_id,
+                document_id=record["document_id"],
                 pages=len(doc.pages),
-                chunks=len(chunks),
+                chunks=len(record["chunks"]),
                 warnings=list(doc.warnings),
                 message="; ".join(doc.warnings),
             )

@@ -12,27 +12,13 @@ CMRC 2018 0.982 / 0.998, SQuAD part A 0.813 / 0.957; per-query min-max fusion ga
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from services.store import ChunkRecord
-
-
-class SearchableStore(Protocol):
-    def dense_search(
-        self, query: np.ndarray, k: int, document_ids: Sequence[str] | None = None
-    ) -> list[tuple[int, float]]: ...
-
-    def keyword_search(
-        self, terms: Sequence[str], k: int, document_ids: Sequence[str] | None = None
-    ) -> list[tuple[int, float]]: ...
-
-    def get_chunks(self, vector_ids: Sequence[int]) -> list[ChunkRecord]: ...
-
-    def document_ids_between(self, start: str | None, end: str | None) -> list[str]: ...
+from services.store_api import SearchableStore
 
 
 class QueryEncoder(Protocol):

@@ -20,7 +20,8 @@ import numpy as np
 
 from services.config import Settings
 from services.errors import DocQAError, TopicsUnavailable
-from services.store import ChunkRecord, LibraryStore
+from services.store import ChunkRecord
+from services.store_api import Store
 from services.topics_model import OUTLIER_ID, TopicParams, TopicResult
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
     return (matrix / norms).astype(np.float32)
 
 
-def library_items(store: LibraryStore, level: str) -> TopicItems:
+def library_items(store: Store, level: str) -> TopicItems:
     """The library as topic items: whole documents (mean of their chunk vectors) or single chunks."""
     chunks, vectors = store.iter_embeddings()
     if level == "chunks":
@@ -98,7 +99,7 @@ class TopicService:
 
     def __init__(
         self,
-        store: LibraryStore,
+        store: Store,
         settings: Settings,
         *,
         embedder: Any = None,
