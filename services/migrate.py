@@ -70,8 +70,9 @@ class MigrationReport:
 
 
 # ---- reading ---------------------------------------------------------------------------------------------
-def _sqlite_rows(store: LibraryStore) -> tuple[list[dict[str, Any]], Iterator[tuple], Iterator[list[ChunkRow]]]:
-    db = sqlite3.connect(f"file:{store.db_path}?mode=ro", uri=True)
+def sqlite_rows(db_path: Path) -> tuple[list[dict[str, Any]], Iterator[tuple], Iterator[list[ChunkRow]]]:
+    """Documents, pages and chunk batches of a local library, read-only."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     docs = []
     for r in db.execute(f"SELECT {DOC_FIELDS} FROM documents ORDER BY added_at, id"):
@@ -150,7 +151,8 @@ def _write_sqlite(store: LibraryStore, docs, pages, chunks) -> None:
     store.save_index()
 
 
-def _write_pg(store: PgVectorStore, docs, pages, chunks) -> None:
+def write_pg(store: PgVectorStore, docs, pages, chunks) -> None:
+    """Bulk-load rows into an empty pgvector library (COPY), then build the HNSW index once."""
     from pgvector import Vector
     from psycopg.types.json import Jsonb
 
@@ -200,13 +202,15 @@ def migrate(source: Store, target: Store, *, sample_queries: int = 50, k: int = 
     if (source.embedder_name, source.dimension) != (target.embedder_name, target.dimension):
         raise DocQAError("Source and target must be opened with the same embedding model.")
     started = time.monotonic()
-    reader = _sqlite_rows if isinstance(source, LibraryStore) else _pg_rows
-    docs, pages, chunks = reader(source)  # type: ignore[arg-type]
+    if isinstance(source, LibraryStore):
+        docs, pages, chunks = sqlite_rows(source.db_path)
+    else:
+        docs, pages, chunks = _pg_rows(source)  # type: ignore[arg-type]
     if isinstance(target, LibraryStore):
         _write_sqlite(target, docs, pages, chunks)
         direction = "pgvector → sqlite"
     else:
-        _write_pg(target, docs, pages, chunks)  # type: ignore[arg-type]
+        write_pg(target, docs, pages, chunks)  # type: ignore[arg-type]
         direction = "sqlite → pgvector"
     report = MigrationReport(direction, source.counts(), target.counts(), round(time.monotonic() - started, 1))
     compare_search(source, target, report, sample_queries, k)

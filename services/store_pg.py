@@ -144,6 +144,36 @@ def _ensure_extension(conn: Any, url: str) -> None:
         ) from exc
 
 
+def _translate_connection_errors(cls: type) -> type:
+    """Wrap every public method: a lost connection or a server gone away becomes :class:`StoreUnavailable`
+    (one sentence for the page, no traceback), and the broken connection is dropped so the next call
+    reconnects."""
+    import functools
+
+    import psycopg
+
+    def wrap(method: Any) -> Any:
+        @functools.wraps(method)
+        def call(self: PgVectorStore, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except psycopg.OperationalError as exc:
+                self._local = threading.local()
+                raise StoreUnavailable(
+                    f"The PostgreSQL server at {_describe(self.database_url)} stopped answering "
+                    f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}). "
+                    "Try again when it is back."
+                ) from exc
+
+        return call
+
+    for name, member in list(vars(cls).items()):
+        if callable(member) and not name.startswith("_") and name not in ("locked",):
+            setattr(cls, name, wrap(member))
+    return cls
+
+
+@_translate_connection_errors
 class PgVectorStore:
     """One library in one PostgreSQL database. Thread-safe (a connection per thread); any number of
     processes and app servers may use the same database at once."""
@@ -169,7 +199,7 @@ class PgVectorStore:
     # ---- connections -------------------------------------------------------------------------------------
     def _connect(self) -> Any:
         conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
+        if conn is None or conn.closed or conn.broken:
             conn = connect(self.database_url)
             self._local.conn = conn
             with self._lock:
