@@ -175,21 +175,22 @@ def write_pg(store: PgVectorStore, docs, pages, chunks) -> None:
                         n = len(fts_tokens(r[9].split()))
                         copy.write_row((*r[:10], n, None if r[10] is None else Vector(r[10])))
                         chunks_n, tokens_n = chunks_n + 1, tokens_n + n
-                with db.cursor().copy("COPY postings(term, vector_id, tf) FROM STDIN") as copy:
+                with db.cursor().copy("COPY postings(term, vector_id, tf, dl) FROM STDIN") as copy:
                     for r in batch:
-                        for term, tf in Counter(fts_tokens(r[9].split())).items():
-                            copy.write_row((term, r[0], tf))
+                        tokens = fts_tokens(r[9].split())
+                        for term, tf in Counter(tokens).items():
+                            copy.write_row((term, r[0], tf, len(tokens)))
             db.execute("UPDATE corpus_stats SET chunks = %s, tokens = %s", (chunks_n, tokens_n))
             db.execute(
                 "SELECT setval(pg_get_serial_sequence('chunks', 'vector_id'), GREATEST((SELECT MAX(vector_id)"
                 " FROM chunks), 1))"
             )
-            db.execute("SET LOCAL maintenance_work_mem = '1GB'")
+            db.execute("SET LOCAL maintenance_work_mem = '2GB'")  # the HNSW graph of 1M chunks fits in memory
             db.execute(
                 f"CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw ((embedding::halfvec({dim}))"
                 " halfvec_ip_ops) WITH (m = 16, ef_construction = 64)"
             )
-        db.execute("ANALYZE")
+        db.execute("VACUUM ANALYZE")  # also sets the visibility map that index-only scans of postings need
     finally:
         db.close()
 

@@ -74,10 +74,11 @@ def _schema(dimension: int) -> list[str]:
         "CREATE INDEX IF NOT EXISTS chunks_pending ON chunks(vector_id) WHERE embedding IS NULL",
         f"""CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks
             USING hnsw ((embedding::halfvec({dim})) halfvec_ip_ops) WITH (m = 16, ef_construction = 64)""",
-        # The keyword index: one row per (term, chunk); BM25 reads a term's postings through the primary key.
+        # The keyword index: one row per (term, chunk) with the term's count and the chunk's length, covered by
+        # the primary key, so BM25 reads a term's postings with an index-only scan and never visits chunks.
         """CREATE TABLE IF NOT EXISTS postings (
             term TEXT NOT NULL, vector_id BIGINT NOT NULL REFERENCES chunks(vector_id) ON DELETE CASCADE,
-            tf INTEGER NOT NULL, PRIMARY KEY (term, vector_id))""",
+            tf INTEGER NOT NULL, dl INTEGER NOT NULL, PRIMARY KEY (term, vector_id) INCLUDE (tf, dl))""",
         "CREATE INDEX IF NOT EXISTS postings_chunk ON postings(vector_id)",
         # BM25's corpus statistics (chunks, tokens), kept by every write in the same transaction: reading
         # them is one row, not a count over millions of chunks per query.
@@ -370,23 +371,25 @@ class PgVectorStore:
             " ORDER BY u.ordinal ON CONFLICT (id) DO NOTHING RETURNING vector_id, id",
             (document_id, *[list(c) for c in cols]),
         ).fetchall()
-        by_id = {c.id: c for c in chunks}
+        tokens_of = {c.id: fts_tokens(c.terms) for c in chunks}
         postings = [
-            (term, vid, tf) for vid, cid in inserted for term, tf in Counter(fts_tokens(by_id[cid].terms)).items()
+            (term, vid, tf, len(tokens_of[cid]))
+            for vid, cid in inserted
+            for term, tf in Counter(tokens_of[cid]).items()
         ]
         self._insert_postings(db, postings)
-        n_tokens = sum(len(fts_tokens(by_id[cid].terms)) for _, cid in inserted)
+        n_tokens = sum(len(tokens_of[cid]) for _, cid in inserted)
         db.execute("UPDATE corpus_stats SET chunks = chunks + %s, tokens = tokens + %s", (len(inserted), n_tokens))
 
     @staticmethod
-    def _insert_postings(db: Any, postings: list[tuple[str, int, int]]) -> None:
+    def _insert_postings(db: Any, postings: list[tuple[str, int, int, int]]) -> None:
         if not postings:
             return
-        terms, vids, tfs = (list(c) for c in zip(*postings, strict=True))
+        terms, vids, tfs, dls = (list(c) for c in zip(*postings, strict=True))
         db.execute(
-            "INSERT INTO postings(term, vector_id, tf) SELECT * FROM unnest(%s::text[], %s::bigint[], %s::int[])"
-            " ON CONFLICT DO NOTHING",
-            (terms, vids, tfs),
+            "INSERT INTO postings(term, vector_id, tf, dl)"
+            " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::int[]) ON CONFLICT DO NOTHING",
+            (terms, vids, tfs, dls),
         )
 
     @staticmethod
@@ -587,22 +590,24 @@ class PgVectorStore:
         query_terms = list(dict.fromkeys(fts_tokens(terms)))
         if not query_terms or k <= 0 or (document_ids is not None and not document_ids):
             return []
-        doc_filter, args = "", [query_terms, query_terms]
+        doc_filter, args = "", [query_terms]
         if document_ids is not None:
-            doc_filter = " AND c.document_id = ANY(%s)"
+            # After the window: document frequencies stay those of the whole library.
+            doc_filter = "WHERE p.vector_id IN (SELECT vector_id FROM chunks WHERE document_id = ANY(%s))"
             args.append(list(document_ids))
         args.append(int(k))
+        # One pass over the query terms' postings: each row carries its term's document frequency (a window
+        # count), its term frequency and its chunk's length; the sum over a chunk's rows is its BM25 score.
         sql = f"""
             WITH stats AS (SELECT chunks::float8 AS n, tokens::float8 / GREATEST(chunks, 1) AS avgdl
                            FROM corpus_stats),
-                 idf AS (SELECT p.term, GREATEST(LN((s.n - COUNT(*) + 0.5) / (COUNT(*) + 0.5)), 1e-6) AS idf
-                         FROM postings p, stats s WHERE p.term = ANY(%s) GROUP BY p.term, s.n)
+                 p AS (SELECT vector_id, tf, dl, COUNT(*) OVER (PARTITION BY term) AS df
+                       FROM postings WHERE term = ANY(%s))
             SELECT p.vector_id,
-                   SUM(idf.idf * p.tf * {BM25_K1 + 1}
-                       / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * c.term_count / GREATEST(s.avgdl, 1e-9))))
+                   SUM(GREATEST(LN((s.n - p.df + 0.5) / (p.df + 0.5)), 1e-6) * p.tf * {BM25_K1 + 1}
+                       / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.dl / GREATEST(s.avgdl, 1e-9))))
                        AS score
-            FROM postings p JOIN idf ON idf.term = p.term JOIN chunks c ON c.vector_id = p.vector_id, stats s
-            WHERE p.term = ANY(%s){doc_filter}
+            FROM p CROSS JOIN stats s {doc_filter}
             GROUP BY p.vector_id ORDER BY score DESC, p.vector_id LIMIT %s"""
         rows = self._connect().execute(sql, args).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
