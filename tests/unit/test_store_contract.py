@@ -257,3 +257,27 @@ def test_locked_is_reentrant(store):
     with store.locked(), store.locked():
         add_doc(store, "a", ["alpha"])
     assert store.counts()["documents"] == 1
+
+
+def test_reset_for_a_new_model_keeps_text_and_forgets_vectors(backend, tmp_path):
+    from services.config import Settings
+    from services.store_factory import open_store, reset_embedding_model
+
+    kind, location = backend
+    settings = (
+        Settings(data_dir=location)
+        if kind == "sqlite"
+        else Settings(data_dir=tmp_path / "files", store="pgvector", database_url=location)
+    )
+    s = open_store(settings, "fake-model", DIM)
+    add_doc(s, "a", ["alpha beta", "gamma delta"])
+    embed_all(s)
+    s.close()
+    reset_embedding_model(settings, "other-model", 4)
+    s = open_store(settings, "other-model", 4)
+    assert s.pending_count() == 2 and s.get_document("a").status == "embedding"
+    ids = [vid for vid, _ in s.pending_chunks(10)]
+    s.set_embeddings(ids, np.eye(4, dtype=np.float32)[: len(ids)])
+    assert s.dense_search(np.eye(4, dtype=np.float32)[0], 1)[0][0] == ids[0]
+    assert s.keyword_search(["gamma"], 5) and s.get_document("a").status == "ready"
+    s.close()
