@@ -28,15 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    a = np.asarray(samples) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(a, 50)), 2),
-        "p95_ms": round(float(np.percentile(a, 95)), 2),
-        "p99_ms": round(float(np.percentile(a, 99)), 2),
-        "mean_ms": round(float(a.mean()), 2),
-    }
+from bench.bench_retrieval import percentiles  # noqa: E402 - the same figures as the FAISS benchmark
 
 
 def load_queries(cache_dir: Path, n: int) -> tuple[list[str], np.ndarray]:

@@ -146,6 +146,19 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
 
 
+def date_range_where(start: str | None, end: str | None, mark: str) -> tuple[str, list[str]]:
+    """SQL condition (with ``mark`` as the placeholder) for a document's date, else the day it was added,
+    lying in [start, end] (ISO dates, inclusive; either may be None), and its arguments. Both backends use it."""
+    clauses, args = [], []
+    if start:
+        clauses.append(f"substr(COALESCE(doc_date, added_at), 1, 10) >= {mark}")
+        args.append(start[:10])
+    if end:
+        clauses.append(f"substr(COALESCE(doc_date, added_at), 1, 10) <= {mark}")
+        args.append(end[:10])
+    return " AND ".join(clauses) or "1 = 1", args
+
+
 def fts_query(terms: Iterable[str]) -> str:
     """An FTS5 OR-query of quoted terms (quotes inside terms are doubled, so nothing is FTS syntax)."""
     unique = dict.fromkeys(t for t in terms if t.strip())
@@ -404,14 +417,7 @@ class LibraryStore:
 
     def document_ids_between(self, start: str | None, end: str | None) -> list[str]:
         """Documents whose date (row date, else the day added) lies in [start, end] (ISO dates, inclusive)."""
-        clauses, args = [], []
-        if start:
-            clauses.append("substr(COALESCE(doc_date, added_at), 1, 10) >= ?")
-            args.append(start[:10])
-        if end:
-            clauses.append("substr(COALESCE(doc_date, added_at), 1, 10) <= ?")
-            args.append(end[:10])
-        where = " AND ".join(clauses) or "1"
+        where, args = date_range_where(start, end, "?")
         return [r[0] for r in self._read().execute(f"SELECT id FROM documents WHERE {where}", args)]
 
     def pages_of(self, document_id: str) -> list[tuple[int, str]]:

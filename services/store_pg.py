@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from services.errors import DocumentNotFound, EmbeddingModelMismatch, StoreUnavailable
-from services.store import SCHEMA_VERSION, ChunkRecord, DocumentRecord, NewChunk, _now
+from services.store import SCHEMA_VERSION, ChunkRecord, DocumentRecord, NewChunk, _now, date_range_where
 
 log = logging.getLogger(__name__)
 
@@ -432,14 +432,7 @@ class PgVectorStore:
 
     def document_ids_between(self, start: str | None, end: str | None) -> list[str]:
         """Documents whose date (row date, else the day added) lies in [start, end] (ISO dates, inclusive)."""
-        clauses, args = [], []
-        if start:
-            clauses.append("substr(COALESCE(doc_date, added_at), 1, 10) >= %s")
-            args.append(start[:10])
-        if end:
-            clauses.append("substr(COALESCE(doc_date, added_at), 1, 10) <= %s")
-            args.append(end[:10])
-        where = " AND ".join(clauses) or "TRUE"
+        where, args = date_range_where(start, end, "%s")
         return [r[0] for r in self._connect().execute(f"SELECT id FROM documents WHERE {where}", args)]
 
     def pages_of(self, document_id: str) -> list[tuple[int, str]]:
