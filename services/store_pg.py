@@ -37,6 +37,8 @@ BM25_K1 = 1.2
 BM25_B = 0.75
 # HNSW candidates per query: retrieval asks for 50; a wider beam keeps recall near exact at 1M chunks.
 EF_SEARCH = 200
+# A filter leaving at most this many chunks is searched exactly (a few ms); above it, iterative HNSW scans.
+EXACT_FILTER_LIMIT = 20_000
 _ADVISORY_LOCK_KEY = 0x646F6351  # "docQ": the library-wide lock behind locked()
 
 # FTS5's unicode61 tokenizer splits on every character that is not a letter or a digit (underscore included)
@@ -548,13 +550,16 @@ class PgVectorStore:
         """Inner product (cosine on normalised vectors), highest first: the scale FAISS's IndexFlatIP gives.
 
         The HNSW index is walked on half precision; the returned scores are recomputed in full precision.
-        Filtered queries use iterative index scans, so a filter that removes most chunks still returns k.
+        A filter that leaves few chunks is searched exactly; larger filtered queries use iterative index scans,
+        so they still return k.
         """
         if k <= 0 or (document_ids is not None and not document_ids):
             return []
         from pgvector import HalfVector, Vector
 
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+        if document_ids is not None and self._few_chunks(document_ids):
+            return self._exact_dense(q, k, document_ids)
         dim = int(self.dimension)
         where, args = "c.embedding IS NOT NULL", [HalfVector(q)]
         if document_ids is not None:
@@ -571,6 +576,31 @@ class PgVectorStore:
             db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             db.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, int(k))}")
             rows = db.execute(sql, params).fetchall()
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    def _few_chunks(self, document_ids: Sequence[str]) -> bool:
+        """Whether the filter leaves few enough chunks to score them all (exact, recall 1) rather than walk
+        the HNSW graph, where a filter keeping a small share of the library loses neighbours."""
+        row = (
+            self._connect()
+            .execute(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM chunks WHERE document_id = ANY(%s) LIMIT %s) AS few",
+                (list(document_ids), EXACT_FILTER_LIMIT + 1),
+            )
+            .fetchone()
+        )
+        return row[0] <= EXACT_FILTER_LIMIT
+
+    def _exact_dense(self, q: np.ndarray, k: int, document_ids: Sequence[str]) -> list[tuple[int, float]]:
+        from pgvector import Vector
+
+        # Ordered by the full-precision distance, which the halfvec index cannot serve: the planner reads the
+        # filtered chunks through chunks_document and sorts them, exactly like FAISS's flat index.
+        rows = self._connect().execute(
+            "SELECT vector_id, -(embedding <#> %s) AS score FROM chunks"
+            " WHERE embedding IS NOT NULL AND document_id = ANY(%s) ORDER BY score DESC, vector_id LIMIT %s",
+            (Vector(q), list(document_ids), int(k)),
+        )
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def keyword_search(

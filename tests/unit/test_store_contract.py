@@ -211,8 +211,11 @@ def test_filters_restrict_both_signals(store):
     assert sorted(store.document_ids_between(None, None)) == ["a", "b"]
 
 
-def test_filtered_dense_search_keeps_its_recall(store):
-    """A filter that leaves 1 document in 50 still returns every one of its chunks (iterative index scans)."""
+@pytest.mark.parametrize("exact_limit", [20_000, 0], ids=["exact-scan", "hnsw-iterative"])
+def test_filtered_dense_search_keeps_its_recall(store, exact_limit, monkeypatch):
+    """A filter that leaves 1 document in 50 still returns every one of its chunks: pgvector scores small
+    filtered sets exactly, larger ones with iterative HNSW scans (forced here with a limit of 0)."""
+    monkeypatch.setattr("services.store_pg.EXACT_FILTER_LIMIT", exact_limit)
     for d in range(50):
         add_doc(store, f"d{d:02}", [f"text {d} {i}" for i in range(8)])
     vectors = embed_all(store)
