@@ -103,6 +103,12 @@ def _describe(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
+def _first_line(exc: BaseException) -> str:
+    """libpq's message without its hint lines, e.g. 'connection to server at "db", port 5432 failed: ...'."""
+    text = str(exc).strip()
+    return (text.splitlines()[0].strip().rstrip(".") if text else "") or type(exc).__name__
+
+
 def connect(url: str, *, register: bool = True) -> Any:
     """An autocommit connection with pgvector's types registered; clear errors for the usual failures."""
     import psycopg
@@ -115,7 +121,7 @@ def connect(url: str, *, register: bool = True) -> Any:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
         raise StoreUnavailable(
-            f"Cannot reach the PostgreSQL server at {_describe(url)}: {str(exc).strip().splitlines()[-1]}. "
+            f"Cannot reach the PostgreSQL server at {_describe(url)} ({_first_line(exc)}). "
             "Check DOCQA_DATABASE_URL and that the server is running."
         ) from exc
     except psycopg.ProgrammingError as exc:  # a malformed URL
@@ -164,7 +170,7 @@ def _translate_connection_errors(cls: type) -> type:
                 self._local = threading.local()
                 raise StoreUnavailable(
                     f"The PostgreSQL server at {_describe(self.database_url)} stopped answering "
-                    f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}). "
+                    f"({_first_line(exc)}). "
                     "Try again when it is back."
                 ) from exc
 
