@@ -6,6 +6,7 @@ gets its own ``DOCQA_DATA_DIR`` and the resource caches (keyed by data dir) are 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +18,14 @@ from services.embeddings import EMBEDDERS
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Path]:
     from components.resources import clear_caches
 
     path = tmp_path / "library"
     monkeypatch.setenv("DOCQA_DATA_DIR", str(path))
+    if os.environ.get("DOCQA_TEST_STORE") == "pgvector":  # the same UI tests on the PostgreSQL backend
+        monkeypatch.setenv("DOCQA_STORE", "pgvector")
+        monkeypatch.setenv("DOCQA_DATABASE_URL", request.getfixturevalue("pg_url"))
     for name in ("DOCQA_LLM_PROVIDER", "DOCQA_LLM_BASE_URL", "DOCQA_LLM_MODEL", "DOCQA_LLM_API_KEY", "DOCQA_EMBEDDER"):
         monkeypatch.delenv(name, raising=False)
     clear_caches()
