@@ -2,49 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from services.errors import DocumentNotFound, EmbeddingModelMismatch
-from services.store import LibraryStore, NewChunk, fts_query
+from services.store import LibraryStore, fts_query
+from tests.unit.test_store_contract import DIM, add_doc, embed_all, unit
 
-DIM = 8
-
-
-def unit(seed: int) -> np.ndarray:
-    v = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
-def add_doc(store: LibraryStore, doc_id: str, texts: list[str], terms: list[list[str]] | None = None) -> bool:
-    chunks = [
-        NewChunk(
-            id=f"{doc_id}-{i}",
-            page=1,
-            start=i * 10,
-            end=i * 10 + len(t),
-            text=t,
-            tokens=3,
-            terms=(terms[i] if terms else t.lower().split()),
-        )
-        for i, t in enumerate(texts)
-    ]
-    return store.add_document(
-        document_id=doc_id,
-        source=f"{doc_id}.txt",
-        kind="txt",
-        title=doc_id,
-        file_path=None,
-        pages=[(1, " ".join(texts))],
-        chunks=chunks,
-        script="en",
-    )
-
-
-def embed_all(store: LibraryStore, seed: int = 0) -> None:
-    pending = store.pending_chunks(1000)
-    ids = [vid for vid, _ in pending]
-    store.set_embeddings(ids, np.stack([unit(seed + vid) for vid in ids]))
+# The helpers are the store contract's (tests/unit/test_store_contract.py), shared by both backends.
 
 
 @pytest.fixture

@@ -23,10 +23,19 @@ def unit(seed: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def add_doc(store: Store, doc_id: str, texts: list[str], *, doc_date: str | None = None) -> bool:
+def add_doc(
+    store: Store, doc_id: str, texts: list[str], terms: list[list[str]] | None = None, *, doc_date: str | None = None
+) -> bool:
+    """A document of one page whose chunks are ``texts``; keyword terms are the lower-cased words unless given."""
     chunks = [
         NewChunk(
-            id=f"{doc_id}-{i}", page=1, start=i * 10, end=i * 10 + len(t), text=t, tokens=3, terms=t.lower().split()
+            id=f"{doc_id}-{i}",
+            page=1,
+            start=i * 10,
+            end=i * 10 + len(t),
+            text=t,
+            tokens=3,
+            terms=terms[i] if terms else t.lower().split(),
         )
         for i, t in enumerate(texts)
     ]
