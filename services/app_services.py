@@ -43,7 +43,9 @@ def build_services(settings: Settings, embedder: OfflineEmbeddings | None = None
 
     embedder = embedder or make_embedder(settings.embedder)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = LibraryStore(settings.data_dir, embedder.name, embedder.dimension)
+    store = LibraryStore(
+        settings.data_dir, embedder.name, embedder.dimension, keyword_postings_budget=settings.keyword_postings_budget
+    )
     library = Library(settings, embedder, store)
     retriever = HybridRetriever(store, embedder, keyword_tokens, dense_weight=settings.dense_weight)
     return AppServices(settings=settings, embedder=embedder, store=store, library=library, retriever=retriever)

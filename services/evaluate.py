@@ -184,7 +184,9 @@ def prepare_eval_store(
         )
     data_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(marker_path, json.dumps({**marker, "complete": False}).encode())
-    store = LibraryStore(data_dir, embedder.name, embedder.dimension)
+    store = LibraryStore(
+        data_dir, embedder.name, embedder.dimension, keyword_postings_budget=settings.keyword_postings_budget
+    )
     library = Library(settings, embedder, store)
     docs = [
         ParsedDocument(source=f"p{p.index}", kind="txt", pages=[ParsedPage(1, p.context)], title=f"p{p.index}")
