@@ -5,13 +5,17 @@ BM25 scores every passage that contains any query term, so its cost grows with t
 little BM25 weight (their idf is small), so the rarest terms are kept until their postings reach a budget and
 the rest are dropped. Libraries whose postings fit the budget (every evaluation set, most personal libraries)
 are searched with every term, exactly as before.
+
+What it costs, measured on DRCD dev (1,893 chunks) with the budget scaled to the same share of the library as
+100k postings are of 1M chunks (DOCQA_KEYWORD_POSTINGS_BUDGET=190): hybrid hit@1 / hit@5 0.930 / 0.994 against
+0.935 / 0.997 unpruned; at half that budget 0.920 / 0.990.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-DEFAULT_POSTINGS_BUDGET = 50_000
+DEFAULT_POSTINGS_BUDGET = 100_000
 
 
 def terms_within_budget(
