@@ -31,3 +31,19 @@ def show_notices(notices: list[str]) -> None:
     """Messages from services about repairs or fallbacks (index rebuilt, LLM unreachable, …)."""
     for notice in dict.fromkeys(notices):  # the same repair reported twice is shown once
         st.info(escape_markdown(notice), icon=":material/info:")
+
+
+_DISMISSED = "_dismissed_notices"
+
+
+def show_shared_notices(notices: list[str], *, key: str) -> None:
+    """Notices that every session shares (the library's repair reports): each session can dismiss them, so a
+    repair made at start-up does not stay on everyone's pages until the server restarts."""
+    dismissed: set[str] = st.session_state.setdefault(_DISMISSED, set())
+    pending = [n for n in dict.fromkeys(notices) if n not in dismissed]
+    if not pending:
+        return
+    show_notices(pending)
+    if st.button("Dismiss", key=f"{key}_dismiss_notices", icon=":material/close:", type="tertiary"):
+        dismissed.update(pending)
+        st.rerun()

@@ -14,7 +14,7 @@ from components.chat_view import (
     retrieval_test_panel,
     stream_reply,
 )
-from components.errors import show_error, show_notices
+from components.errors import show_error, show_notices, show_shared_notices
 from components.resources import current_settings, get_services
 from components.settings_panel import llm_settings_panel
 from components.text import escape_markdown
@@ -95,7 +95,8 @@ def chat_page() -> None:
     messages = history()
 
     chat, notices = _chat_service(services, settings)
-    show_notices(services.store.notices + notices)
+    show_shared_notices(services.store.notices, key="chat")
+    show_notices(notices)
     if not services.store.counts()["documents"]:
         st.info("The library is empty: add documents (or the samples) on the Library page first.")
     retrieval_test_panel(services, search_filter)

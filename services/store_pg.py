@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from services.errors import DocumentNotFound, EmbeddingModelMismatch, StoreUnavailable
+from services.keyword_budget import DEFAULT_POSTINGS_BUDGET, terms_within_budget
 from services.store import SCHEMA_VERSION, ChunkRecord, DocumentRecord, NewChunk, _now, date_range_where
 
 log = logging.getLogger(__name__)
@@ -187,8 +188,18 @@ class PgVectorStore:
     """One library in one PostgreSQL database. Thread-safe (a connection per thread); any number of
     processes and app servers may use the same database at once."""
 
-    def __init__(self, database_url: str, embedder_name: str, dimension: int):
+    def __init__(
+        self,
+        database_url: str,
+        embedder_name: str,
+        dimension: int,
+        *,
+        keyword_postings_budget: int = DEFAULT_POSTINGS_BUDGET,
+    ):
         self.database_url = database_url
+        self.keyword_postings_budget = keyword_postings_budget
+        self._df_cache: dict[str, int] = {}  # term → chunks containing it, valid while the corpus is unchanged
+        self._df_corpus: tuple[int, int] | None = None
         self.embedder_name = embedder_name
         self.dimension = dimension
         self.notices: list[str] = []
@@ -615,8 +626,11 @@ class PgVectorStore:
         """BM25 over the segmented terms with FTS5's formula (k1=1.2, b=0.75); higher score is better.
 
         Corpus statistics are over the whole library (as FTS5's are), also when a filter narrows the results.
+        On a large library a question's most common terms are left out, as in the local store
+        (services.keyword_budget).
         """
-        query_terms = list(dict.fromkeys(fts_tokens(terms)))
+        budget = self.keyword_postings_budget
+        query_terms = terms_within_budget(fts_tokens(terms), self.document_frequencies, budget)
         if not query_terms or k <= 0 or (document_ids is not None and not document_ids):
             return []
         doc_filter, args = "", [query_terms]
@@ -640,6 +654,25 @@ class PgVectorStore:
             GROUP BY p.vector_id ORDER BY score DESC, p.vector_id LIMIT %s"""
         rows = self._connect().execute(sql, args).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
+
+    def document_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
+        """How many chunks contain each term (cached until the corpus statistics change: a slightly stale count
+        only shifts which common words are left out, never a score)."""
+        db = self._connect()
+        corpus = tuple(db.execute("SELECT chunks, tokens FROM corpus_stats").fetchone())
+        with self._lock:
+            if corpus != self._df_corpus:
+                self._df_cache, self._df_corpus = {}, corpus
+            missing = [t for t in terms if t not in self._df_cache]
+        if missing:
+            rows = db.execute(
+                "SELECT term, COUNT(*) FROM postings WHERE term = ANY(%s) GROUP BY term", (missing,)
+            ).fetchall()
+            found = dict(rows)
+            with self._lock:
+                self._df_cache.update({t: int(found.get(t, 0)) for t in missing})
+        with self._lock:
+            return {t: self._df_cache.get(t, 0) for t in terms}
 
     # ---- checks ------------------------------------------------------------------------------------------
     def check_consistency(self) -> dict[str, int]:

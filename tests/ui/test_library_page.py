@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ui_helpers import all_markdown, button, unescape, wait_idle
+from ui_helpers import all_markdown, button, start_app, unescape, wait_idle
 
 from services.samples import sample_files
 
@@ -175,3 +175,25 @@ def test_a_library_from_another_embedding_model_offers_reindex(data_dir, monkeyp
     wait_idle(at)
     assert not at.error
     assert list(_table(at)["Name"]) == ["tea.txt"] and list(_table(at)["Status"]) == ["ready"]
+
+
+def test_a_repair_notice_can_be_dismissed_in_one_session_and_stays_for_others(app, data_dir):
+    from components.resources import clear_caches
+
+    button(app, "Load sample documents").click()
+    app.run()
+    wait_idle(app)
+    (data_dir / "vectors.faiss").write_bytes(b"not an index")  # damaged on disk while the server was down
+    clear_caches()
+
+    first = start_app()
+    notice = [i.value for i in first.info if "vector index was damaged" in i.value]
+    assert notice and "rebuilt" in notice[0], [i.value for i in first.info]
+    button(first, "Dismiss").click()
+    first.run()
+    assert not [i.value for i in first.info if "vector index was damaged" in i.value]
+    first.run()  # stays dismissed on the next interaction
+    assert not [i.value for i in first.info if "vector index was damaged" in i.value]
+
+    second = start_app()  # another browser session on the same server still learns of the repair
+    assert [i.value for i in second.info if "vector index was damaged" in i.value]

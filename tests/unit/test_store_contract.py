@@ -63,12 +63,12 @@ def embed_all(store: Store, seed: int = 0) -> dict[int, np.ndarray]:
     return vectors
 
 
-def open_backend(kind: str, location) -> Store:
+def open_backend(kind: str, location, **options) -> Store:
     if kind == "sqlite":
-        return LibraryStore(location, "fake-model", DIM)
+        return LibraryStore(location, "fake-model", DIM, **options)
     from services.store_pg import PgVectorStore
 
-    return PgVectorStore(location, "fake-model", DIM)
+    return PgVectorStore(location, "fake-model", DIM, **options)
 
 
 @pytest.fixture(params=["sqlite", "pgvector"])
@@ -292,4 +292,14 @@ def test_reset_for_a_new_model_keeps_text_and_forgets_vectors(backend, tmp_path)
     s.set_embeddings(ids, np.eye(4, dtype=np.float32)[: len(ids)])
     assert s.dense_search(np.eye(4, dtype=np.float32)[0], 1)[0][0] == ids[0]
     assert s.keyword_search(["gamma"], 5) and s.get_document("a").status == "ready"
+    s.close()
+
+
+def test_keyword_postings_budget_leaves_out_common_terms(backend):
+    """Beyond the budget, a question's most common terms are dropped, on both backends alike."""
+    s = open_backend(*backend, keyword_postings_budget=3)
+    add_doc(s, "a", [f"common word {i}" for i in range(5)] + ["common rare"])
+    hits = s.keyword_search(["common", "rare"], 10)
+    assert [c.text for c in s.get_chunks([v for v, _ in hits])] == ["common rare"]
+    assert s.document_frequencies(["common", "rare", "none"]) == {"common": 6, "rare": 1, "none": 0}
     s.close()
