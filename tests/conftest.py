@@ -65,12 +65,9 @@ def pg_server():
     """A real PostgreSQL + pgvector on 127.0.0.1 for the whole session (started here, stopped afterwards)."""
     from tests.helpers.pg_server import LocalPostgres, ServerUnavailable
 
-    server = None
     try:
         server = LocalPostgres().start()
     except ServerUnavailable as exc:
-        if server is not None:
-            server.stop()
         if os.environ.get("CI"):  # CI installs the pinned server wheel: not starting is a failure there
             pytest.fail(f"PostgreSQL + pgvector test server did not start: {exc}")
         pytest.skip(f"no PostgreSQL + pgvector test server could be started here: {exc}")

@@ -97,6 +97,13 @@ class LocalPostgres:
         self.bin_dir = copy / "bin"
 
     def start(self) -> LocalPostgres:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # a server that half started, and its folder, do not outlive the failure
+            raise
+
+    def _start(self) -> LocalPostgres:
         if self.user:
             shutil.chown(self.root, user=self.user)
             self._binaries_for_user()
