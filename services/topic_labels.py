@@ -50,6 +50,7 @@ covers and which dominate. Plain text: no lists, no headings, no markdown."""
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _PREFIX = re.compile(r"^(topic\s*(name|label)?|label|name|主題(名稱)?|主题(名称)?|標籤|标签)\s*[:：]\s*", re.IGNORECASE)
+_TAG = re.compile(r"</?[A-Za-z][^<>]{0,80}>")
 _MARKUP = re.compile(r"[*_`#<>\[\]{}|]")
 _QUOTES = " \"'「」『』“”‘’《》.。,，:：;；!！?？-–—"
 
@@ -96,7 +97,7 @@ def _in_script(text: str, script: str) -> str:
 def clean_label(raw: str, script: str) -> str:
     """One short line of plain text: the first non-empty line, without "Label:" prefixes, markup, quotes
     or control characters, at most MAX_LABEL_CHARS, in ``script``. "" when nothing is left."""
-    text = _CONTROL.sub("", raw or "")
+    text = _TAG.sub("", _CONTROL.sub("", raw or ""))
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     line = _PREFIX.sub("", _MARKUP.sub("", line)).strip(_QUOTES)
     line = " ".join(line.split())
@@ -108,7 +109,7 @@ def clean_label(raw: str, script: str) -> str:
 
 def clean_summary(raw: str, script: str) -> str:
     """One paragraph of plain text, at most MAX_SUMMARY_CHARS (cut at a sentence end when possible)."""
-    text = " ".join(_MARKUP.sub("", _CONTROL.sub("", raw or "")).split())
+    text = " ".join(_MARKUP.sub("", _TAG.sub("", _CONTROL.sub("", raw or ""))).split())
     if len(text) > MAX_SUMMARY_CHARS:
         cut = text[:MAX_SUMMARY_CHARS]
         ends = [cut.rfind(p) for p in "。.！!？?"]

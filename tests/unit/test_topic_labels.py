@@ -105,7 +105,7 @@ def test_document_text_is_quoted_data_and_cannot_change_the_instructions() -> No
 def test_model_output_is_sanitised_to_one_short_plain_line() -> None:
     assert clean_label('**Label:** "Typhoons and rain"\nBecause the passages…', "en") == "Typhoons and rain"
     assert clean_label("主題：「颱風」。", "zh-Hant") == "颱風"
-    assert clean_label("<script>x</script>", "en") == "scriptx/script"
+    assert clean_label("<script>x</script> <b>Tea</b>", "en") == "x Tea"
     long = clean_label("word " * 40, "en")
     assert 0 < len(long) <= MAX_LABEL_CHARS and not long.endswith(" ")
     assert clean_label("\x00\u202e   \n\n", "en") == ""
