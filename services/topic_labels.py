@@ -18,10 +18,13 @@ import json
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from services.topics_model import TopicInfo
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +219,40 @@ def summarize_overview(
     if not text:
         raise LabelerUnavailable("the language model answered with an empty summary")
     return text
+
+
+def name_topics(
+    topics: list[TopicInfo],
+    texts: Sequence[str],
+    item_ids: Sequence[str],
+    labeler: Callable[[list[str], list[str]], str],
+    progress: Callable[[float, str], None],
+    warnings: list[str],
+) -> str:
+    """Ask ``labeler`` (an LLM) for each real topic's label from its keywords and three representative
+    passages; a failing labeler leaves keyword labels and a notice. Returns the labeler's name when it
+    wrote at least one label, else ""."""
+    from services.topics_build import _clean_label
+
+    index = {item: i for i, item in enumerate(item_ids)}
+    real = [t for t in topics if not t.is_outliers]
+    failed, named, reason = 0, 0, ""
+    for n, topic in enumerate(real):
+        progress(0.85 + 0.14 * n / max(len(real), 1), f"Naming topic {n + 1} of {len(real)}")
+        examples = [str(texts[index[i]])[:400] for i in topic.representative_ids[:3]]
+        try:
+            label = _clean_label(labeler(list(topic.keywords), examples))
+        except Exception as exc:  # noqa: BLE001 - a labelling model failure must not lose the topics
+            log.warning("topic labeler failed on topic %d: %s", topic.id, exc)
+            failed += 1
+            reason = reason or str(exc)
+            continue
+        if label:
+            topic.label = label
+            named += 1
+    if failed:
+        why = f" ({reason.rstrip('.')})" if reason else ""
+        warnings.append(
+            f"The naming model failed on {failed} of {len(real)} topics{why}; they are named by their keywords."
+        )
+    return str(getattr(labeler, "name", "") or "language model") if named else ""

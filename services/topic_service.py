@@ -248,7 +248,7 @@ class TopicService:
     def relabel(self, result: TopicResult) -> TopicResult:
         """Label every topic again with the chat model (keywords and representatives stay); topics it
         fails on keep their label. Raises TopicsUnavailable when no model is configured."""
-        from services.topics_build import _name_topics
+        from services.topic_labels import name_topics
         from services.topics_edit import _copy
 
         items = library_items(self.store, result.params.level)
@@ -259,7 +259,7 @@ class TopicService:
         by_id = dict(zip(items.ids, items.texts, strict=True))
         ids = list(by_id)
         notices: list[str] = []
-        name = _name_topics(out.topics, [by_id[i] for i in ids], ids, labeler, None, notices)
+        name = name_topics(out.topics, [by_id[i] for i in ids], ids, labeler, lambda _f, _m: None, notices)
         out.label_model = name or out.label_model
         out.warnings = [w for w in out.warnings if not w.startswith("The naming model failed")] + notices
         self.save(out)

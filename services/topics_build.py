@@ -602,41 +602,6 @@ def _clean_label(label: str) -> str:
     return label[:MAX_LABEL_CHARS]
 
 
-def _name_topics(
-    topics: list[TopicInfo],
-    texts: Sequence[str],
-    item_ids: Sequence[str],
-    labeler: Labeler,
-    progress: Progress | None,
-    warnings: list[str],
-) -> str:
-    """Ask ``labeler`` (an LLM) for each real topic's label from its keywords and three representative
-    passages; a failing labeler leaves keyword labels and a notice. Returns the labeler's name when it
-    wrote at least one label, else ""."""
-    index = {item: i for i, item in enumerate(item_ids)}
-    real = [t for t in topics if not t.is_outliers]
-    failed, named, reason = 0, 0, ""
-    for n, topic in enumerate(real):
-        _report(progress, 0.85 + 0.14 * n / max(len(real), 1), f"Naming topic {n + 1} of {len(real)}")
-        examples = [str(texts[index[i]])[:400] for i in topic.representative_ids[:3]]
-        try:
-            label = _clean_label(labeler(list(topic.keywords), examples))
-        except Exception as exc:  # noqa: BLE001 - a labelling model failure must not lose the topics
-            logger.warning("topic labeler failed on topic %d: %s", topic.id, exc)
-            failed += 1
-            reason = reason or str(exc)
-            continue
-        if label:
-            topic.label = label
-            named += 1
-    if failed:
-        why = f" ({reason.rstrip('.')})" if reason else ""
-        warnings.append(
-            f"The naming model failed on {failed} of {len(real)} topics{why}; they are named by their keywords."
-        )
-    return str(getattr(labeler, "name", "") or "language model") if named else ""
-
-
 # --------------------------------------------------------------------------------------------------
 # Layout, hierarchy, similarity
 # --------------------------------------------------------------------------------------------------
@@ -829,7 +794,11 @@ def _build(
             )
         )
 
-    label_model = _name_topics(topics, texts, item_ids, labeler, progress, warnings) if labeler is not None else ""
+    label_model = ""
+    if labeler is not None:
+        from services.topic_labels import name_topics
+
+        label_model = name_topics(topics, texts, item_ids, labeler, lambda f, m: _report(progress, f, m), warnings)
 
     result = TopicResult(
         topics=topics,
