@@ -161,6 +161,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
     else:
         for t in summary["topics"]:
             print(f"{t['id']:4} {t['size']:5}  {t['label']}  [{', '.join(t['keywords'][:8])}]")
+        if summary.get("label_model"):
+            print(f"labels written by {summary['label_model']}")
+        for warning in summary.get("warnings", []):
+            print(f"note: {warning}", file=sys.stderr)
     return 0
 
 
