@@ -4,7 +4,7 @@ python cli.py [--data-dir DIR] ingest PATH... [--text-column C] [--id-column C]
 python cli.py [--data-dir DIR] documents list --json | documents delete ID
 python cli.py [--data-dir DIR] search "QUERY" -k K --json | search --queries FILE.jsonl -k K --json
 python cli.py [--data-dir DIR] ask "QUESTION" [--document ID ...] --json
-python cli.py [--data-dir DIR] topics build [--level documents|chunks] [--min-topic-size N] --json
+python cli.py [--data-dir DIR] topics build [--level documents|chunks] [--min-topic-size N] [--no-llm-labels] --json
 python cli.py [--data-dir DIR] topics export --json
 python cli.py eval retrieval --dataset FILE.json [--script simplified] -k 10 --json
 python cli.py eval topics --dataset FILE --text-field F --label-field L --json
@@ -147,7 +147,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from services.topic_service import TopicService
 
     services = _services(args)
-    topics = TopicService(services.store, services.settings, embedder=services.embedder)
+    chat_model = _topic_chat_model(services.settings) if args.action == "build" and not args.no_llm_labels else None
+    topics = TopicService(services.store, services.settings, embedder=services.embedder, chat_model=chat_model)
     if args.action == "build":
         from services.topics import TopicParams
 
@@ -161,7 +162,23 @@ def cmd_topics(args: argparse.Namespace) -> int:
     else:
         for t in summary["topics"]:
             print(f"{t['id']:4} {t['size']:5}  {t['label']}  [{', '.join(t['keywords'][:8])}]")
+        if summary.get("label_model"):
+            print(f"labels written by {summary['label_model']}")
+        for warning in summary.get("warnings", []):
+            print(f"note: {warning}", file=sys.stderr)
     return 0
+
+
+def _topic_chat_model(settings):
+    """The configured LLM for topic labels, or None (none configured, or misconfigured: said on stderr)."""
+    from services.errors import LLMUnavailable
+    from services.llm import make_chat_model
+
+    try:
+        return make_chat_model(settings)
+    except LLMUnavailable as exc:
+        print(f"topic labels: {exc.message} Using keyword labels.", file=sys.stderr)
+        return None
 
 
 def _eval_dir(args: argparse.Namespace, suffix: str = "") -> Path:
@@ -308,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["build", "export"])
     p.add_argument("--level", choices=["documents", "chunks", "auto"], default="auto")
     p.add_argument("--min-topic-size", type=int)
+    p.add_argument(
+        "--no-llm-labels", action="store_true", help="keyword labels even when an LLM is configured (DOCQA_LLM_*)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_topics)
 
@@ -320,8 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dense-weight", type=float)
     p.add_argument("--compare-signals", action="store_true", help="retrieval: also dense-only and keyword-only")
     p.add_argument("--split", choices=["article", "paragraph"], default="article", help="abstention split")
-    p.add_argument("--text-field", default="text")
-    p.add_argument("--label-field", default="label")
+    p.add_argument("--text-field", default="text", help="topics: JSON field, or 0-based column of a .txt/.tsv file")
+    p.add_argument("--label-field", default="label", help="topics: JSON field, or 0-based column of a .txt/.tsv file")
     p.add_argument("--per-label", type=int, help="topics: first N items of each label, in file order")
     p.add_argument("--traditional", action="store_true", help="topics: convert texts to Traditional (s2twp)")
     p.add_argument("--clean", choices=["email"], help="topics: strip e-mail headers, quotes and signatures")

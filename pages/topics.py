@@ -153,6 +153,32 @@ def _apply_selection(result: TopicResult) -> None:
 
 
 # ---- sections ---------------------------------------------------------------------------------------------
+def _topic_chat_model() -> tuple[Any, str | None]:
+    """The configured LLM for topic labels and the library summary (None without one), and a notice
+    when it is misconfigured (keyword labels then)."""
+    from services.llm import make_chat_model
+
+    try:
+        return make_chat_model(current_settings()), None
+    except DocQAError as exc:
+        return None, f"{exc.message} Topic labels come from keywords until this is fixed."
+
+
+def _llm_note(service: TopicService, result: TopicResult) -> None:
+    from services.topic_labels import model_name
+
+    if result.label_model:
+        st.caption(f"Topic labels written by {inline(result.label_model, 60)}; renamed topics keep your names.")
+    if service.chat_model is not None and st.button(
+        "Relabel with LLM",
+        key="topics_relabel",
+        icon=":material/auto_awesome:",
+        help=f"Ask {model_name(service.chat_model)} for a short name per topic (keywords and passages stay).",
+    ):
+        with st.spinner("Naming the topics…"):
+            _edit(lambda: service.relabel(result), "Topics relabelled by the language model.")
+
+
 def _empty_library() -> None:
     st.info("The library is empty: a topic map needs documents.", icon=":material/info:")
     st.page_link("pages/library.py", label="Add documents (or the samples) on the Library page", icon=":material/add:")
@@ -274,6 +300,20 @@ def _overview_tab(service: TopicService, view: TopicView, result: TopicResult) -
             view.extras["quality"] = service.quality(result)
         st.rerun()
 
+    if service.chat_model is not None:
+        if "llm_summary" not in view.extras and st.button(
+            "Summarise with LLM", key="topics_summarise", icon=":material/auto_awesome:"
+        ):
+            with st.spinner("Writing a summary…"):
+                view.extras["llm_summary"] = service.library_summary(overview)
+        text, notice = view.extras.get("llm_summary", (None, None))
+        if text:
+            from services.topic_labels import model_name
+
+            st.markdown(escape_markdown(text))
+            st.caption(f"Summary written by {inline(model_name(service.chat_model), 60)} from the topics below.")
+        if notice:
+            st.info(escape_markdown(notice), icon=":material/info:")
     overview_section(overview, view.extras.get("quality"), measure)
 
 
@@ -406,8 +446,11 @@ def _edit_panel(service: TopicService, result: TopicResult, topic: TopicInfo) ->
 def topics_page() -> None:
     st.title("Topics")
     services = _open_services()
-    service = TopicService(services.store, services.settings, embedder=services.embedder)
+    chat_model, llm_notice = _topic_chat_model()
+    service = TopicService(services.store, services.settings, embedder=services.embedder, chat_model=chat_model)
     _show_flash()
+    if llm_notice:
+        st.caption(escape_markdown(llm_notice))
     counts = services.store.counts()
     if not counts["documents"]:
         _empty_library()
@@ -420,6 +463,8 @@ def topics_page() -> None:
             f"built {inline(result.created_at[:16].replace('T', ' '))} UTC."
         )
     _build_controls(service, result)
+    if result is not None:
+        _llm_note(service, result)
     if not counts["embedded"]:
         st.info("The documents' passages are still being embedded: build the topics once that has finished.")
         return

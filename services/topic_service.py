@@ -104,12 +104,28 @@ class TopicService:
         *,
         embedder: Any = None,
         labeler: Callable[[list[str], list[str]], str] | None = None,
+        chat_model: Any = None,
     ):
+        """``chat_model``: a LangChain chat model (``services.llm.make_chat_model``) that writes topic
+        labels and the library summary; None (the default, no LLM configured) keeps keyword labels.
+        ``labeler``: any ``(keywords, passages) -> label`` callable; it wins over ``chat_model``."""
         self.store = store
         self.settings = settings
         self.embedder = embedder
         self.labeler = labeler
+        self.chat_model = chat_model
         self.directory = Path(settings.topics_dir)
+
+    def _labeler_for(self, texts: Sequence[str]) -> Callable[[list[str], list[str]], str] | None:
+        if self.labeler is not None:
+            return self.labeler
+        if self.chat_model is None:
+            return None
+        from services.topic_labels import LLMTopicLabeler, library_script
+
+        return LLMTopicLabeler(
+            self.chat_model, script=library_script(texts[:500]), timeout_s=float(self.settings.llm_timeout_s)
+        )
 
     # ---- build / load ------------------------------------------------------------------------------------
     def build(self, params: TopicParams | None = None, progress: Progress | None = None) -> TopicResult:
@@ -145,7 +161,7 @@ class TopicService:
                 items.ids,
                 params,
                 progress=fit_progress,
-                labeler=self.labeler,
+                labeler=self._labeler_for(items.texts),
                 embedder=word_embedder,
             )
             save_topics(result, self.directory)
@@ -230,6 +246,45 @@ class TopicService:
         self.save(out)
         return out
 
+    def relabel(self, result: TopicResult) -> TopicResult:
+        """Label every topic again with the chat model (keywords and representatives stay); topics it
+        fails on keep their label. Raises TopicsUnavailable when no model is configured."""
+        from services.topic_labels import name_topics
+        from services.topics_edit import _copy
+
+        items = library_items(self.store, result.params.level)
+        labeler = self._labeler_for(items.texts)
+        if labeler is None:
+            raise TopicsUnavailable("No language model is configured: topics keep their keyword labels.")
+        out = _copy(result)
+        by_id = dict(zip(items.ids, items.texts, strict=True))
+        ids = list(by_id)
+        notices: list[str] = []
+        name = name_topics(out.topics, [by_id[i] for i in ids], ids, labeler, lambda _f, _m: None, notices)
+        out.label_model = name or out.label_model
+        out.warnings = [w for w in out.warnings if not w.startswith("The naming model failed")] + notices
+        self.save(out)
+        return out
+
+    def library_summary(self, overview: dict[str, Any]) -> tuple[str | None, str | None]:
+        """(paragraph, notice): the chat model's summary of ``overview``; (None, None) without a model,
+        (None, why) when the model failed (the structural overview stands on its own)."""
+        if self.chat_model is None or not overview.get("topics"):
+            return None, None
+        from services.topic_labels import LabelerUnavailable, library_script, summarize_overview
+
+        examples = [e["text"] for t in overview["topics"] for e in t.get("examples", [])]
+        try:
+            text = summarize_overview(
+                self.chat_model,
+                overview,
+                script=library_script(examples),
+                timeout_s=float(self.settings.llm_timeout_s),
+            )
+        except LabelerUnavailable as exc:
+            return None, f"No summary: {exc}. The overview below is built from the topics alone."
+        return text, None
+
     # ---- views -------------------------------------------------------------------------------------------
     def document_topics(self, result: TopicResult) -> dict[str, int]:
         """Each document's topic: its own at document level, the topic of most of its chunks otherwise."""
@@ -288,6 +343,7 @@ class TopicService:
                 if doc_id in docs
             ],
             "level": result.params.level,
+            "label_model": result.label_model,
             "created_at": result.created_at,
             "warnings": list(result.warnings),
         }
@@ -344,7 +400,10 @@ def read_labelled(
     clean: str | None = None,
     max_chars: int | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Rows of a JSON-lines file (fields by name) or a TSV file (fields by name `text`/`label` or index).
+    """Rows of a JSON-lines file (``.jsonl``: fields by name) or of a tab-separated file (any other
+    suffix, e.g. THUCNews ``title<TAB>label``): there the fields are 0-based column numbers (``--text-field
+    0 --label-field 1``); a field that is not a number means the first column for the text and the last
+    for the label.
 
     ``clean="email"`` strips message headers, quotes and signatures (20 Newsgroups); ``max_chars`` keeps the
     first characters of each text (the evaluation protocol's cap, so a run takes minutes on this CPU)."""
@@ -446,6 +505,12 @@ def evaluate_topics_file(
         "params": {k: v for k, v in result.params.__dict__.items()},
         "topics": [{"id": t.id, "label": t.label, "size": t.size, "keywords": t.keywords[:10]} for t in result.topics],
     }
+    if traditional:
+        from services.topic_keywords import not_traditional
+
+        shown = [w for t in result.real_topics for w in t.keywords[:10]]
+        report["keywords_checked"] = len(set(shown))
+        report["keywords_not_traditional"] = not_traditional(shown)
     if compare_defaults:
         vectors = items.vectors[[items.ids.index(i) for i in known]]
         defaults = evaluate_bertopic_defaults([by_id[i] for i in known], gold, vectors, tokenized_docs=tokenized)

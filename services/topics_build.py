@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from services.errors import TopicsUnavailable
+from services.topic_keywords import is_keyword
 from services.topics_model import (
     OUTLIER_ID,
     OUTLIER_LABEL,
@@ -120,16 +121,6 @@ def _report(progress: Progress | None, fraction: float, message: str) -> None:
         progress(float(min(max(fraction, 0.0), 1.0)), message)
 
 
-def _is_keyword(word: str) -> bool:
-    """Display tokens that make useful topic keywords: single Han characters (年, 说, 将) are mostly
-    function-like and crowd out real words; very long tokens are URLs or garbage."""
-    if len(word) > 30:
-        return False
-    if len(word) == 1:
-        return not ("\u3400" <= word <= "\u9fff" or "\uf900" <= word <= "\ufaff")
-    return True
-
-
 def _tokenize(texts: Sequence[str], progress: Progress | None, lo: float, hi: float) -> list[list[str]]:
     from services.text_zh import display_tokens
 
@@ -139,7 +130,7 @@ def _tokenize(texts: Sequence[str], progress: Progress | None, lo: float, hi: fl
     for i, text in enumerate(texts):
         if i % step == 0:
             _report(progress, lo + (hi - lo) * i / max(n, 1), f"Reading the words of passage {i + 1} of {n}")
-        out.append([w for w in display_tokens(text or "") if _is_keyword(w)])
+        out.append([w for w in display_tokens(text or "") if is_keyword(w)])
     return out
 
 
@@ -803,24 +794,11 @@ def _build(
             )
         )
 
+    label_model = ""
     if labeler is not None:
-        _report(progress, 0.85, "Naming topics")
-        index = {item: i for i, item in enumerate(item_ids)}
-        failed = 0
-        for topic in topics:
-            if topic.is_outliers:
-                continue
-            examples = [str(texts[index[i]])[:400] for i in topic.representative_ids[:3]]
-            try:
-                label = _clean_label(labeler(list(topic.keywords), examples))
-            except Exception:  # noqa: BLE001 - a labelling model failure must not lose the topics
-                logger.exception("topic labeler failed on topic %d", topic.id)
-                failed += 1
-                continue
-            if label:
-                topic.label = label
-        if failed:
-            warnings.append(f"The naming model failed on {failed} topics; they are named by their keywords.")
+        from services.topic_labels import name_topics
+
+        label_model = name_topics(topics, texts, item_ids, labeler, lambda f, m: _report(progress, f, m), warnings)
 
     result = TopicResult(
         topics=topics,
@@ -839,6 +817,7 @@ def _build(
         warnings=warnings,
         topic_embeddings=centroids,
         language_offsets={g: [float(v) for v in off] for g, off in offsets.items()},
+        label_model=label_model,
     )
     _sort_topics(result)
     _refresh_derived(result)

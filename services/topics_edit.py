@@ -203,6 +203,8 @@ def _copy(result: TopicResult) -> TopicResult:
         similarity=[list(r) for r in result.similarity],
         warnings=list(result.warnings),
         topic_embeddings=np.array(result.topic_embeddings, dtype=np.float32, copy=True),
+        language_offsets={k: list(v) for k, v in result.language_offsets.items()},
+        label_model=result.label_model,
     )
 
 

@@ -120,6 +120,8 @@ class TopicResult:
     embeddings, not re-normalised, so merging topics is an exact size-weighted mean.
     language_offsets: per script ("zh-Hant", "zh-Hans", "en"), the vector subtracted from that script's
     embeddings before clustering (empty for a one-language library); new items get the same shift.
+    label_model: name of the chat model that wrote the topic labels at build time ("" when the labels
+    come from keywords); renamed topics keep the user's name.
     """
 
     topics: list[TopicInfo]
@@ -133,6 +135,7 @@ class TopicResult:
     warnings: list[str] = field(default_factory=list)
     topic_embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     language_offsets: dict[str, list[float]] = field(default_factory=dict)
+    label_model: str = ""  # the chat model that wrote the labels ("" = keyword labels)
 
     # ------------------------------------------------------------------ lookups
     def topic(self, topic_id: int) -> TopicInfo:
@@ -189,6 +192,7 @@ class TopicResult:
             "warnings": list(self.warnings),
             "embedding_dim": int(self.topic_embeddings.shape[1]) if self.topic_embeddings.ndim == 2 else 0,
             "language_offsets": {k: [float(v) for v in vec] for k, vec in self.language_offsets.items()},
+            "label_model": self.label_model,
         }
         if include_embeddings:
             data["topic_embeddings"] = [[float(v) for v in row] for row in np.asarray(self.topic_embeddings)]
@@ -248,6 +252,7 @@ class TopicResult:
                 language_offsets={
                     str(k): [float(v) for v in vec] for k, vec in dict(data.get("language_offsets", {})).items()
                 },
+                label_model=str(data.get("label_model", "")),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise StoreCorrupt(f"The saved topic map cannot be read ({exc}): rebuild the topics.") from exc

@@ -394,3 +394,26 @@ def test_tiny_or_odd_libraries_explain_themselves(
     messages = [unescape(e.value) for e in at.error] + [unescape(i.value) for i in at.info]
     assert at.get("plotly_chart") or messages, "neither a map nor a message"
     assert not any("Something went wrong" in m for m in messages), messages
+
+
+def test_with_an_llm_the_page_relabels_names_the_model_and_summarises(
+    topics_app: AppTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers.fake_openai_server import FakeOpenAIServer
+
+    assert not any(b.label == "Relabel with LLM" for b in topics_app.button)  # no LLM configured: no action
+    with FakeOpenAIServer(reply="Night <b>markets</b>") as server:
+        monkeypatch.setenv("DOCQA_LLM_PROVIDER", "openai")
+        monkeypatch.setenv("DOCQA_LLM_BASE_URL", server.base_url)
+        monkeypatch.setenv("DOCQA_LLM_MODEL", "fake-labeller")
+        at = _open_topics()
+        button(at, "Relabel with LLM").click().run(timeout=120)
+        assert not at.exception, at.exception
+        result = _service().load()
+        assert result is not None and result.label_model == "fake-labeller"
+        assert {t.label for t in result.real_topics} == {"Night markets"}  # markup stripped from model output
+        assert any("labels written by fake-labeller" in unescape(c.value) for c in at.caption)
+        button(at, "Summarise with LLM").click().run(timeout=60)
+        assert not at.exception, at.exception
+        assert any("Summary written by fake-labeller" in unescape(c.value) for c in at.caption)
+        assert len(server.requests) == len(result.real_topics) + 1

@@ -150,3 +150,21 @@ def test_export_includes_documents_added_after_the_build(library: Path, tmp_path
     exported = run_json(library, "topics", "export", "--json")
     check_contract(exported, library)
     assert "more_typhoons.txt" in {d["source"] for d in exported["documents"]}
+
+
+def test_topics_build_takes_the_configured_llm_unless_no_llm_labels(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    sys.path.insert(0, str(ROOT))
+    import cli
+    from services.config import Settings
+
+    assert cli.build_parser().parse_args(["topics", "build", "--no-llm-labels"]).no_llm_labels is True
+    assert cli.build_parser().parse_args(["topics", "build"]).no_llm_labels is False
+    assert cli._topic_chat_model(Settings(llm_provider="none")) is None
+    # Misconfigured (openai without URL or key): keyword labels, and the reason on stderr.
+    assert cli._topic_chat_model(Settings(llm_provider="openai", llm_api_key="")) is None
+    assert "Using keyword labels" in capsys.readouterr().err
+    model = cli._topic_chat_model(Settings(llm_provider="openai", llm_base_url="http://127.0.0.1:9/v1"))
+    assert model is not None

@@ -44,3 +44,49 @@ def test_read_labelled_tsv_by_column_index(tmp_path):
     path = tmp_path / "titles.txt"
     path.write_text("颱風來襲\t3\n股市大漲\t1\n", encoding="utf-8")
     assert read_labelled(path, "0", "1") == (["颱風來襲", "股市大漲"], ["3", "1"])
+
+
+def test_eval_topics_on_a_tsv_converted_to_traditional_checks_the_keyword_script(tmp_path, monkeypatch):
+    """`eval topics --traditional` on a Simplified TSV: every keyword comes out in Traditional script."""
+    import zlib
+
+    import numpy as np
+
+    import services.app_services as app_services
+    from services.embeddings import OfflineEmbeddings
+    from services.topic_service import evaluate_topics_file
+
+    class HashEmbeddings(OfflineEmbeddings):
+        name, dimension = "test/hash", 64
+
+        def _one(self, text):
+            vec = np.zeros(self.dimension, dtype=np.float32)
+            for a, b in zip(text, text[1:], strict=False):
+                vec[zlib.crc32((a + b).encode()) % self.dimension] += 1.0
+            return vec / (float(np.linalg.norm(vec)) or 1.0)
+
+        def encode_passages(self, texts):
+            return np.stack([self._one(t) for t in texts]) if texts else np.zeros((0, 64), np.float32)
+
+        def encode_query(self, text):
+            return self._one(text)
+
+        def count_tokens(self, text):
+            return len(text)
+
+    monkeypatch.setattr(app_services, "make_embedder", lambda _kind: HashEmbeddings())
+    themes = {
+        "0": ["台风", "气象局", "暴雨", "预警"],
+        "1": ["股票", "证券", "投资者", "经济"],
+        "2": ["篮球", "球队", "比赛", "教练"],
+    }
+    rows = [f"{'，'.join(np.roll(words, i)[:3])}第{i}条\t{label}" for label, words in themes.items() for i in range(8)]
+    path = tmp_path / "titles.txt"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    report = evaluate_topics_file(path, text_field="0", label_field="1", traditional=True, data_dir=tmp_path / "store")
+    assert report["documents"] == 24 and report["n_topics"] >= 1
+    assert report["keywords_checked"] > 0
+    assert report["keywords_not_traditional"] == []
+    words = {w for t in report["topics"] for w in t["keywords"]}
+    assert words & {"颱風", "氣象局", "證券", "經濟", "球隊"}
+    assert not any("第" in w and "條" in w for w in words)  # ordinals are not keywords

@@ -307,3 +307,33 @@ def test_library_items_at_both_levels(services: AppServices) -> None:
     assert len(docs.ids) == services.store.counts()["documents"]
     assert np.allclose(np.linalg.norm(docs.vectors, axis=1), 1.0, atol=1e-5)
     assert set(chunks.document_of.values()) == set(docs.ids)
+
+
+# ---- LLM labels and summary -------------------------------------------------------------------------------
+def test_build_with_a_chat_model_labels_topics_and_relabel_keeps_the_map(services: AppServices) -> None:
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    model = FakeListChatModel(responses=["台湾夜市与小吃"])  # Simplified drift: the samples are Traditional
+    service = TopicService(services.store, services.settings, embedder=services.embedder, chat_model=model)
+    built = service.build(TopicParams())
+    assert built.label_model == model_name_of(model)
+    assert {t.label for t in built.real_topics} == {"臺灣夜市與小吃"}
+    assert service.summary(built)["label_model"] == built.label_model
+    assert service.load().label_model == built.label_model  # persisted
+
+    service.chat_model = FakeListChatModel(responses=["茶葉"])
+    relabelled = service.relabel(built)
+    assert {t.label for t in relabelled.real_topics} == {"茶葉"}
+    assert relabelled.assignments == built.assignments
+    overview = service.overview(relabelled)
+    text, notice = service.library_summary(overview)
+    assert text == "茶葉" and notice is None
+
+    with pytest.raises(TopicsUnavailable, match="No language model"):
+        _service(services).relabel(built)
+
+
+def model_name_of(model) -> str:
+    from services.topic_labels import model_name
+
+    return model_name(model)
