@@ -60,14 +60,13 @@ class CountingEmbedder:
         return out
 
 
-def write_corpus(target: Path, paragraphs_per_dataset: int, pdfs: bool = True) -> dict[str, int]:
+def write_corpus(target: Path, paragraphs_per_dataset: int, pdf_glob: str = "*.pdf") -> dict[str, int]:
     """The shared PDFs plus the first N paragraphs of each QA set, one UTF-8 text file per article."""
     target.mkdir(parents=True, exist_ok=True)
     counts = {"pdf_files": 0, "text_files": 0, "paragraphs": 0, "characters": 0}
-    if pdfs:
-        for pdf in sorted(PDF_DIR.glob("*.pdf")):
-            shutil.copyfile(pdf, target / pdf.name)
-            counts["pdf_files"] += 1
+    for pdf in sorted(PDF_DIR.glob(pdf_glob)) if pdf_glob else []:
+        shutil.copyfile(pdf, target / pdf.name)
+        counts["pdf_files"] += 1
     for name, path in DATASETS.items():
         taken = 0
         for a, article in enumerate(json.loads(path.read_text(encoding="utf-8"))["data"]):
@@ -162,7 +161,7 @@ def main() -> None:
     parser.add_argument("--paragraphs", type=int, default=300, help="paragraphs taken from each of DRCD and SQuAD")
     parser.add_argument("--repeats", type=int, default=3, help="full ingests of each kind (median + spread)")
     parser.add_argument("--reingest-repeats", type=int, default=5, help="re-ingests of the unchanged corpus")
-    parser.add_argument("--no-pdfs", action="store_true", help="text files only (harness check)")
+    parser.add_argument("--pdfs", default="*.pdf", help="which shared PDFs (a glob; '' for none)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -175,7 +174,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="docqa-bench-ingest-"))
     try:
         corpus = work / "corpus"
-        corpus_counts = write_corpus(corpus, args.paragraphs, pdfs=not args.no_pdfs)
+        corpus_counts = write_corpus(corpus, args.paragraphs, args.pdfs)
         ours, raw, langchain, reingest = [], [], [], []
         for repeat in range(args.repeats):
             data_dir = work / f"data-{repeat}"
@@ -208,6 +207,7 @@ def main() -> None:
             "chunk_tokens": settings.chunk_tokens,
             "ocr": "off",
             "paragraphs_per_dataset": args.paragraphs,
+            "pdfs": args.pdfs,
             "repeats": args.repeats,
         },
         "corpus": corpus_counts,
