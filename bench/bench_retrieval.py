@@ -29,7 +29,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, SHARED_DATA, peak_rss_mb, percentiles_ms, summarise_runs, write_result  # noqa: E402
+from bench.common import (  # noqa: E402
+    CACHE,
+    RESULTS,
+    SHARED_DATA,
+    peak_rss_mb,
+    percentiles_ms,
+    summarise_runs,
+    write_result,
+)
 
 DRCD = SHARED_DATA / "qa" / "drcd_dev.json"
 RECALL_K = 10
@@ -273,6 +281,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3, help="passes over the queries per signal")
+    parser.add_argument("--merge", action="store_true", help="keep the other sizes already in the output file")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one store in this process
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -281,6 +290,9 @@ def main() -> None:
         return
     base = base_store()
     sizes: dict = {}
+    out_path = args.out or RESULTS / "retrieval.json"
+    if args.merge and out_path.exists():  # a size measured in another run (1M takes long) stays in the table
+        sizes = json.loads(out_path.read_text(encoding="utf-8")).get("sizes", {})
     for size in args.sizes:
         started = time.perf_counter()
         store = synthesise(base, size)
@@ -304,14 +316,15 @@ def main() -> None:
             raise SystemExit(f"measuring {size} chunks failed ({out.returncode})")
         result = json.loads(out.stdout.strip().splitlines()[-1])
         result["synthesis_seconds"] = round(build_s, 1)  # 0 when reused from bench/.cache
+        result["queries"], result["repeats"] = args.queries, args.repeats
         sizes[str(size)] = result
         print(json.dumps({size: result}), flush=True)
     report = {
         "settings": {"queries": args.queries, "repeats": args.repeats, "k": 10, "recall_k": RECALL_K},
-        "sizes": sizes,
+        "sizes": dict(sorted(sizes.items(), key=lambda kv: int(kv[0]))),
         "targets": targets(sizes),
     }
-    print(write_result("retrieval", report, args.out))
+    print(write_result("retrieval", report, out_path))
 
 
 if __name__ == "__main__":

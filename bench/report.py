@@ -178,10 +178,20 @@ def retrieval_section(data: dict) -> list[str]:
     lines += [
         "",
         *table(
-            ["chunks", "index", "recall@10 vs exact", "peak RSS MB (ours)", "disk MB", "disk MB per 100k", "open s"],
+            [
+                "chunks",
+                "queries × passes",
+                "index",
+                "recall@10 vs exact",
+                "peak RSS MB (ours)",
+                "disk MB",
+                "disk MB per 100k",
+                "open s",
+            ],
             [
                 [
                     int(size),
+                    f"{r.get('queries', s.get('queries', '?'))} × {r.get('repeats', s.get('repeats', '?'))}",
                     r.get("index"),
                     r.get("recall_at_10_vs_exact"),
                     r.get("peak_rss_mb"),
