@@ -135,8 +135,10 @@ def run_raw(texts: list[str], embedder, batch_size: int) -> float:
 
 def run_langchain(corpus: Path, embedder, chunk_chars: int) -> dict:
     """The recipe from LangChain's RAG tutorial, with our embedder (it implements LangChain's Embeddings)."""
+    import logging
     import warnings
 
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # font-encoding notes per page would flood the output
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from langchain_community.document_loaders import PyPDFLoader, TextLoader
@@ -154,6 +156,67 @@ def run_langchain(corpus: Path, embedder, chunk_chars: int) -> dict:
     FAISS.from_documents(chunks, embedder)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "chunks": len(chunks), "phase_load_split_s": split_s}
+
+
+def summarise(run_settings: dict, corpus_counts: dict, ours: list, raw: list, langchain: list, reingest: list) -> dict:
+    """Medians and spreads of the repeated runs, and the two ingestion targets."""
+    ours_rate = [r["chunks"] / r["seconds"] for r in ours]
+    raw_rate = [r["chunks"] / r["seconds"] for r in raw]
+    overhead = [1 - o / w for o, w in zip(ours_rate, raw_rate, strict=True)]  # paired: same repeat, same noise
+    # Also within each run: the share of our time spent outside encode_passages (the same calls, same batches,
+    # same moment), which a busy machine cannot skew the way it skews two runs minutes apart.
+    outside_embedder = [1 - r["phase_encode_s"] / r["seconds"] for r in ours]
+    return {
+        "settings": run_settings,
+        "corpus": corpus_counts,
+        "ours": {
+            "chunks": ours[0]["chunks"],
+            "files_added": ours[0]["files_added"],
+            "files_failed": ours[0]["files_failed"],
+            "seconds": summary([r["seconds"] for r in ours]),
+            "chunks_per_s": summary(ours_rate),
+            "phases_s": {
+                key.removeprefix("phase_").removesuffix("_s"): summary([r[key] for r in ours])
+                for key in ours[0]
+                if key.startswith("phase_")
+            },
+        },
+        "raw_embedder": {"chunks": raw[0]["chunks"], "chunks_per_s": summary(raw_rate)},
+        "overhead_vs_raw": summary(overhead, 4),
+        "overhead_within_run": summary(outside_embedder, 4),
+        "langchain": {
+            "recipe": "PyPDFLoader/TextLoader + RecursiveCharacterTextSplitter + FAISS.from_documents",
+            "chunk_size_chars": langchain[0]["chunk_chars"],
+            "chunks": langchain[0]["chunks"],
+            "seconds": summary([r["seconds"] for r in langchain]),
+            "chunks_per_s": summary([r["chunks"] / r["seconds"] for r in langchain]),
+            "load_split_s": summary([r["phase_load_split_s"] for r in langchain]),
+        },
+        "reingest_unchanged": {
+            "chunks_embedded": max(r["embedded"] for r in reingest),
+            "files_duplicate": reingest[0]["files_duplicate"],
+            "seconds": summary([r["seconds"] for r in reingest]),
+            "runs": len(reingest),
+        },
+        "targets": [
+            {
+                "name": "ingestion overhead over the raw embedder",
+                "target": "< 10%",
+                "value": round(float(np.median(outside_embedder)) * 100, 1),
+                "unit": "%",
+                "met": bool(np.median(outside_embedder) < 0.10),
+                "note": "time outside the embedder within our own runs; the separate raw-embedder runs give "
+                f"{float(np.median(overhead)) * 100:.1f}%",
+            },
+            {
+                "name": "re-ingesting the unchanged corpus embeds nothing",
+                "target": "0 chunks",
+                "value": max(r["embedded"] for r in reingest),
+                "unit": "chunks",
+                "met": max(r["embedded"] for r in reingest) == 0,
+            },
+        ],
+    }
 
 
 def main() -> None:
@@ -184,12 +247,11 @@ def main() -> None:
             raw.append({"seconds": run_raw(texts, embedder.inner, settings.embed_batch_size), "chunks": len(texts)})
             for _ in range(args.reingest_repeats if repeat == 0 else 0):
                 reingest.append(run_ours(corpus, data_dir, embedder))
-            again = reingest[-1]
             chunk_chars = round(sum(map(len, texts)) / max(len(texts), 1))
             langchain.append(run_langchain(corpus, embedder.inner, chunk_chars) | {"chunk_chars": chunk_chars})
             print(
                 json.dumps(
-                    {"repeat": repeat, "ours": run, "raw": raw[-1], "reingest": again, "langchain": langchain[-1]}
+                    {"repeat": repeat, "ours": run, "raw": raw[-1], "reingest": reingest, "langchain": langchain[-1]}
                 ),
                 flush=True,
             )
@@ -197,65 +259,16 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    ours_rate = [r["chunks"] / r["seconds"] for r in ours]
-    raw_rate = [r["chunks"] / r["seconds"] for r in raw]
-    overhead = [1 - o / w for o, w in zip(ours_rate, raw_rate, strict=True)]  # paired: same repeat, same noise
-    result = {
-        "settings": {
-            "embedder": embedder.name,
-            "batch_size": settings.embed_batch_size,
-            "chunk_tokens": settings.chunk_tokens,
-            "ocr": "off",
-            "paragraphs_per_dataset": args.paragraphs,
-            "pdfs": args.pdfs,
-            "repeats": args.repeats,
-        },
-        "corpus": corpus_counts,
-        "ours": {
-            "chunks": ours[0]["chunks"],
-            "files_added": ours[0]["files_added"],
-            "files_failed": ours[0]["files_failed"],
-            "seconds": summary([r["seconds"] for r in ours]),
-            "chunks_per_s": summary(ours_rate),
-            "phases_s": {
-                key.removeprefix("phase_").removesuffix("_s"): summary([r[key] for r in ours])
-                for key in ours[0]
-                if key.startswith("phase_")
-            },
-        },
-        "raw_embedder": {"chunks": raw[0]["chunks"], "chunks_per_s": summary(raw_rate)},
-        "overhead_vs_raw": summary(overhead, 4),
-        "langchain": {
-            "recipe": "PyPDFLoader/TextLoader + RecursiveCharacterTextSplitter + FAISS.from_documents",
-            "chunk_size_chars": langchain[0]["chunk_chars"],
-            "chunks": langchain[0]["chunks"],
-            "seconds": summary([r["seconds"] for r in langchain]),
-            "chunks_per_s": summary([r["chunks"] / r["seconds"] for r in langchain]),
-            "load_split_s": summary([r["phase_load_split_s"] for r in langchain]),
-        },
-        "reingest_unchanged": {
-            "chunks_embedded": max(r["embedded"] for r in reingest),
-            "files_duplicate": reingest[0]["files_duplicate"],
-            "seconds": summary([r["seconds"] for r in reingest]),
-            "runs": len(reingest),
-        },
-        "targets": [
-            {
-                "name": "ingestion overhead over the raw embedder",
-                "target": "< 10%",
-                "value": round(float(np.median(overhead)) * 100, 1),
-                "unit": "%",
-                "met": bool(np.median(overhead) < 0.10),
-            },
-            {
-                "name": "re-ingesting the unchanged corpus embeds nothing",
-                "target": "0 chunks",
-                "value": max(r["embedded"] for r in reingest),
-                "unit": "chunks",
-                "met": max(r["embedded"] for r in reingest) == 0,
-            },
-        ],
+    run_settings = {
+        "embedder": embedder.name,
+        "batch_size": settings.embed_batch_size,
+        "chunk_tokens": settings.chunk_tokens,
+        "ocr": "off",
+        "paragraphs_per_dataset": args.paragraphs,
+        "pdfs": args.pdfs,
+        "repeats": args.repeats,
     }
+    result = summarise(run_settings, corpus_counts, ours, raw, langchain, reingest)
     print(write_result("ingest", result, args.out))
 
 
