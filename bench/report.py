@@ -160,9 +160,9 @@ def retrieval_section(data: dict) -> list[str]:
     s = data.get("settings", {})
     sizes = data.get("sizes", {})
     lines = [
-        f"{s.get('queries', '?')} DRCD questions, k={s.get('k', 10)}, {s.get('repeats', '?')} passes per signal: "
-        "each cell is the median over passes of that pass's percentile (min–max over passes), in ms. "
-        "Query embedding is not timed.",
+        f"Real DRCD questions, k={s.get('k', 10)}, several passes over them per signal (queries × passes per size "
+        "in the second table): each cell is the median over passes of that pass's percentile (min–max over "
+        "passes), in ms. Query embedding is not timed.",
         "",
     ]
     rows = []
@@ -197,7 +197,7 @@ def retrieval_section(data: dict) -> list[str]:
                     int(size),
                     f"{r.get('queries', s.get('queries', '?'))} × {r.get('repeats', s.get('repeats', '?'))}",
                     r.get("index"),
-                    r.get("recall_at_10_vs_exact"),
+                    recall_text(r.get("recall_at_10_vs_exact")),
                     r.get("peak_rss_mb"),
                     r.get("disk_mb"),
                     r.get("disk_mb_per_100k"),
@@ -208,6 +208,11 @@ def retrieval_section(data: dict) -> list[str]:
         ),
     ]
     return lines
+
+
+def recall_text(value: Any) -> str:
+    """Four decimals: 0.9995 (a tie at rank 10) must not print as 1."""
+    return f"{value:.4f}" if isinstance(value, float) else cell(value)
 
 
 def app_section(data: dict) -> list[str]:

@@ -109,7 +109,7 @@ def test_spreads_machine_and_versions_are_shown():
     assert "faiss-cpu 1.15.1" in text
     hybrid = next(line for line in text.splitlines() if "| hybrid (ours) |" in line)
     assert "35.0 (34.0–36.0)" in hybrid and "87.0 (85.0–89.0)" in hybrid
-    assert "| 100,000 | 200 × 3 | IndexIDMap2(IndexFlatIP) | 1.00 | 904 |" in text
+    assert "| 100,000 | 200 × 3 | IndexIDMap2(IndexFlatIP) | 1.0000 | 904 |" in text
     assert "(1 − ours/raw, paired per repeat): 12.5 (10.0–15.0) %" in text
 
 
