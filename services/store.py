@@ -27,6 +27,15 @@ from filelock import FileLock
 
 from services.errors import DocumentNotFound, EmbeddingModelMismatch, StorageFull
 from services.keyword_budget import DEFAULT_POSTINGS_BUDGET, terms_within_budget
+from services.vector_index import (
+    CANDIDATE_FACTOR,
+    DEFAULT_APPROXIMATE_FROM,
+    TRAINING_SAMPLE,
+    compressed_index,
+    exact_index,
+    is_approximate,
+    wants_compressed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +186,7 @@ class LibraryStore:
         *,
         lock_timeout_s: float = 120,
         keyword_postings_budget: int = DEFAULT_POSTINGS_BUDGET,
+        approximate_index_from: int = DEFAULT_APPROXIMATE_FROM,
     ):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +202,7 @@ class LibraryStore:
         self._index_version = -1
         self.notices: list[str] = []  # messages for the user about repairs made on open
         self.keyword_postings_budget = keyword_postings_budget
+        self.approximate_index_from = approximate_index_from
         self._df_cache: dict[str, int] = {}  # term → passages containing it, valid for _df_version
         self._df_version = -1
         with self._lock, self._file_lock:
@@ -529,6 +540,10 @@ class LibraryStore:
                     keep = [i for i, vid in enumerate(vector_ids) if int(vid) in kept]
                     self._index.add_with_ids(vectors[keep], np.asarray(stored, dtype=np.int64))
                 self._index_version = version
+                if wants_compressed(self._index.ntotal, self.approximate_index_from) and not is_approximate(
+                    self._index
+                ):
+                    self._index = None  # grown past the exact index's size: rebuilt compressed on next use
 
     def iter_embeddings(self, document_ids: Sequence[str] | None = None) -> tuple[list[ChunkRecord], np.ndarray]:
         """All embedded chunks (optionally of some documents) with their vectors, for topics."""
@@ -579,9 +594,11 @@ class LibraryStore:
                 meta = json.loads(self.faiss_meta_path.read_text())
                 if meta.get("version") == version and meta.get("model") == self.embedder_name:
                     index = faiss.read_index(str(self.faiss_path))
-                    if index.ntotal == meta.get("count") and index.d == self.dimension:
+                    if index.ntotal != meta.get("count") or index.d != self.dimension:
+                        damaged = "its size does not match the library"
+                    elif is_approximate(index) == wants_compressed(index.ntotal, self.approximate_index_from):
                         return index
-                    damaged = "its size does not match the library"
+                    # else the library crossed the size where the index kind changes: rebuilt below, silently
             except Exception as exc:  # a corrupt file is rebuilt below
                 damaged = "it could not be read"
                 log.warning("vector index unreadable (%s); rebuilding from the library database", exc)
@@ -600,10 +617,21 @@ class LibraryStore:
         return index
 
     def _rebuild(self, version: int) -> Any:
-        import faiss
-
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
         db = self._read()
+        count = db.execute("SELECT COUNT(*) FROM chunks WHERE embedding IS NOT NULL").fetchone()[0]
+        if wants_compressed(count, self.approximate_index_from):
+            step = max(count // TRAINING_SAMPLE, 1)
+            sample = [
+                r[0]
+                for r in db.execute(
+                    "SELECT embedding FROM chunks WHERE embedding IS NOT NULL AND vector_id % ? = 0 LIMIT ?",
+                    (step, TRAINING_SAMPLE),
+                )
+            ]
+            training = np.frombuffer(b"".join(sample), dtype=np.float32).reshape(-1, self.dimension)
+            index = compressed_index(self.dimension, training)
+        else:
+            index = exact_index(self.dimension)
         batch_ids: list[int] = []
         batch_vecs: list[bytes] = []
         for vid, blob in db.execute("SELECT vector_id, embedding FROM chunks WHERE embedding IS NOT NULL"):
@@ -678,8 +706,32 @@ class LibraryStore:
             # ntotal again under the lock: another thread may have deleted the last vectors meanwhile.
             if index.ntotal == 0 or k <= 0:
                 return []
-            scores, ids = index.search(q, min(k, index.ntotal), params=params)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            approximate = is_approximate(index)
+            wanted = k * CANDIDATE_FACTOR if approximate else k
+            scores, ids = index.search(q, min(wanted, index.ntotal), params=params)
+        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        return self._rescore_exactly(q[0], found)[:k] if approximate else found
+
+    def _rescore_exactly(self, query: np.ndarray, candidates: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """True cosines of a compressed index's candidates, from the float vectors kept in SQLite."""
+        if not candidates:
+            return []
+        ids = [vid for vid, _ in candidates]
+        marks = ",".join("?" * len(ids))
+        rows = (
+            self._read()
+            .execute(
+                f"SELECT vector_id, embedding FROM chunks WHERE embedding IS NOT NULL AND vector_id IN ({marks})", ids
+            )
+            .fetchall()
+        )
+        if not rows:
+            return []
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dimension)
+        scores = matrix @ query
+        return sorted(
+            ((int(r[0]), float(s)) for r, s in zip(rows, scores, strict=True)), key=lambda item: (-item[1], item[0])
+        )
 
     def keyword_search(
         self, terms: Sequence[str], k: int, document_ids: Sequence[str] | None = None

@@ -27,7 +27,11 @@ def open_store(settings: Settings, embedder_name: str, dimension: int) -> Store:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return LibraryStore(
-        settings.data_dir, embedder_name, dimension, keyword_postings_budget=settings.keyword_postings_budget
+        settings.data_dir,
+        embedder_name,
+        dimension,
+        keyword_postings_budget=settings.keyword_postings_budget,
+        approximate_index_from=settings.approximate_index_from,
     )
 
 
