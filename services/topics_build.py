@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,7 @@ MMR_DIVERSITY = 0.3
 MAX_LABEL_CHARS = 80
 _SILHOUETTE_MIN = 0.02  # below this the "groups" of a tiny corpus are noise: one topic instead
 _MAX_VOCAB = 50_000
+TOKEN_CACHE_ITEMS = 100_000  # passages whose words a process remembers (~50 words each: tens of MB)
 CLUSTER_EPOCHS = 500  # the clustering UMAP's SGD epochs up to 10,000 items (UMAP's own default)
 MAP_EPOCHS = 100  # the map's layout epochs, on the clustering run's graph (a picture, not the clusters)
 
@@ -124,16 +126,30 @@ def _report(progress: Progress | None, fraction: float, message: str) -> None:
 
 
 def _tokenize(texts: Sequence[str], progress: Progress | None, lo: float, hi: float) -> list[list[str]]:
-    from services.text_zh import display_tokens
-
     n = len(texts)
     step = max(1, n // 20)
     out: list[list[str]] = []
     for i, text in enumerate(texts):
         if i % step == 0:
             _report(progress, lo + (hi - lo) * i / max(n, 1), f"Reading the words of passage {i + 1} of {n}")
-        out.append([w for w in display_tokens(text or "") if is_keyword(w)])
+        out.append(list(_keyword_words(text or "")))
     return out
+
+
+@lru_cache(maxsize=TOKEN_CACHE_ITEMS)
+def _keyword_words(text: str) -> tuple[str, ...]:
+    """The possible keywords of one passage, remembered per text for the process: jieba + OpenCC is the
+    slowest step of a build (~1 ms a passage), and a rebuild (other parameters, a few documents added,
+    edits re-reading their topics' words) reads the same passages again. A tuple: cached values are
+    shared, callers get their own list."""
+    from services.text_zh import display_tokens
+
+    return tuple(w for w in display_tokens(text) if is_keyword(w))
+
+
+def clear_token_cache() -> None:
+    """Forget remembered passage words (the benchmark times builds that read every passage afresh)."""
+    _keyword_words.cache_clear()
 
 
 def _min_df(n_items: int, min_topic_size: int, mean_words: float) -> int:
