@@ -62,7 +62,9 @@ MAX_LABEL_CHARS = 80
 _SILHOUETTE_MIN = 0.02  # below this the "groups" of a tiny corpus are noise: one topic instead
 _MAX_VOCAB = 50_000
 TOKEN_CACHE_ITEMS = 100_000  # passages whose words a process remembers (~50 words each: tens of MB)
-CLUSTER_EPOCHS = 500  # the clustering UMAP's SGD epochs up to 10,000 items (UMAP's own default)
+# The clustering UMAP's SGD epochs up to 10,000 items: UMAP's own 500. Fewer measured worse on THUCNews
+# titles (NMI / NPMI 0.521 / -0.560 at 500; 0.519 / -0.573 at 300; 0.501 / -0.592 at 200).
+CLUSTER_EPOCHS = 500
 MAP_EPOCHS = 100  # the map's layout epochs, on the clustering run's graph (a picture, not the clusters)
 
 
