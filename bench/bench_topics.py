@@ -179,9 +179,10 @@ def corpus(args: argparse.Namespace) -> tuple[list[dict[str, str]], np.ndarray]:
 
 # ---- one measurement (child process) ----------------------------------------------------------------------
 def fit_ours(texts: list[str], vectors: np.ndarray) -> list[list[str]]:
-    from services.topics_build import build_topics
+    from services.topics_build import build_topics, clear_token_cache
     from services.topics_model import TopicParams
 
+    clear_token_cache()  # the warm-up read the same texts: time a first build, words read afresh
     result = build_topics(texts, vectors, [str(i) for i in range(len(texts))], TopicParams(level="chunks"))
     return [t.keywords for t in result.real_topics if t.keywords]
 

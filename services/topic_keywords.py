@@ -10,6 +10,7 @@ built from them (第三, 第三條, 十一條, 第5章, 3rd).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 MAX_KEYWORD_CHARS = 30
 
@@ -45,6 +46,7 @@ def _single_han(word: str) -> bool:
     return len(word) == 1 and ("\u3400" <= word <= "\u9fff" or "\uf900" <= word <= "\ufaff")
 
 
+@lru_cache(maxsize=200_000)  # a pure test on a word, asked once per token: words repeat across passages
 def is_keyword(word: str) -> bool:
     """Display tokens that make useful topic keywords: not numbers or ordinals (see the module notes),
     not single Han characters (年, 说, 将 are mostly function-like and crowd out real words), not very
