@@ -13,7 +13,8 @@ What it costs, measured on DRCD dev (1,893 chunks) with the budget scaled to the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 DEFAULT_POSTINGS_BUDGET = 100_000
 
@@ -38,3 +39,27 @@ def terms_within_budget(
         kept.append(term)
         total += df[term]
     return kept
+
+
+class DocumentFrequencyCache:
+    """Per-term passage counts, kept until the library's state (any value that changes with its contents)
+    changes: a slightly stale count only shifts which common words are left out, never a score."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._state: Hashable = None
+        self._lock = threading.Lock()
+
+    def counts(
+        self, terms: Sequence[str], state: Hashable, count_missing: Callable[[list[str]], Mapping[str, int]]
+    ) -> dict[str, int]:
+        with self._lock:
+            if state != self._state:
+                self._counts, self._state = {}, state
+            missing = [t for t in dict.fromkeys(terms) if t not in self._counts]
+        if missing:
+            found = count_missing(missing)
+            with self._lock:
+                self._counts.update({t: int(found.get(t, 0)) for t in missing})
+        with self._lock:
+            return {t: self._counts.get(t, 0) for t in terms}

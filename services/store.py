@@ -26,7 +26,7 @@ import numpy as np
 from filelock import FileLock
 
 from services.errors import DocumentNotFound, EmbeddingModelMismatch, StorageFull
-from services.keyword_budget import DEFAULT_POSTINGS_BUDGET, terms_within_budget
+from services.keyword_budget import DEFAULT_POSTINGS_BUDGET, DocumentFrequencyCache, terms_within_budget
 from services.vector_index import (
     CANDIDATE_FACTOR,
     DEFAULT_APPROXIMATE_FROM,
@@ -203,8 +203,7 @@ class LibraryStore:
         self.notices: list[str] = []  # messages for the user about repairs made on open
         self.keyword_postings_budget = keyword_postings_budget
         self.approximate_index_from = approximate_index_from
-        self._df_cache: dict[str, int] = {}  # term → passages containing it, valid for _df_version
-        self._df_version = -1
+        self._df_cache = DocumentFrequencyCache()
         with self._lock, self._file_lock:
             self._connect().executescript(_SCHEMA)  # executescript commits on its own
         with self.writing() as db:
@@ -764,21 +763,18 @@ class LibraryStore:
             return []
 
     def document_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
-        """How many passages contain each term (cached until the library's vectors change: a slightly stale
-        count only shifts which common words are left out, never a score)."""
-        version = self._vectors_version()
-        if version != self._df_version:
-            self._df_cache, self._df_version = {}, version
-        cache = self._df_cache
-        missing = [t for t in terms if t not in cache]
-        if missing:
-            db = self._read()
-            # fts5vocab is a view of the keyword index's own term list; TEMP, so nothing is added to the file.
-            db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunk_vocab USING fts5vocab(main, chunk_terms, row)")
-            for term in missing:
-                row = db.execute("SELECT doc FROM temp.chunk_vocab WHERE term = ?", (term,)).fetchone()
-                cache[term] = int(row[0]) if row else 0
-        return {t: cache[t] for t in terms}
+        """How many passages contain each term (cached while the library's vectors are unchanged)."""
+        return self._df_cache.counts(terms, self._vectors_version(), self._count_passages_with)
+
+    def _count_passages_with(self, terms: list[str]) -> dict[str, int]:
+        db = self._read()
+        # fts5vocab is a view of the keyword index's own term list; TEMP, so nothing is added to the file.
+        db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunk_vocab USING fts5vocab(main, chunk_terms, row)")
+        counts = {}
+        for term in terms:
+            row = db.execute("SELECT doc FROM temp.chunk_vocab WHERE term = ?", (term,)).fetchone()
+            counts[term] = int(row[0]) if row else 0
+        return counts
 
     def check_consistency(self) -> dict[str, int]:
         """Counts that must agree: chunks vs keyword rows vs FAISS vectors (for tests and `cli.py doctor`)."""

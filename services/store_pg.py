@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from services.errors import DocumentNotFound, EmbeddingModelMismatch, StoreUnavailable
-from services.keyword_budget import DEFAULT_POSTINGS_BUDGET, terms_within_budget
+from services.keyword_budget import DEFAULT_POSTINGS_BUDGET, DocumentFrequencyCache, terms_within_budget
 from services.store import SCHEMA_VERSION, ChunkRecord, DocumentRecord, NewChunk, _now, date_range_where
 
 log = logging.getLogger(__name__)
@@ -198,8 +198,7 @@ class PgVectorStore:
     ):
         self.database_url = database_url
         self.keyword_postings_budget = keyword_postings_budget
-        self._df_cache: dict[str, int] = {}  # term → chunks containing it, valid while the corpus is unchanged
-        self._df_corpus: tuple[int, int] | None = None
+        self._df_cache = DocumentFrequencyCache()
         self.embedder_name = embedder_name
         self.dimension = dimension
         self.notices: list[str] = []
@@ -656,23 +655,17 @@ class PgVectorStore:
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def document_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
-        """How many chunks contain each term (cached until the corpus statistics change: a slightly stale count
-        only shifts which common words are left out, never a score)."""
-        db = self._connect()
-        corpus = tuple(db.execute("SELECT chunks, tokens FROM corpus_stats").fetchone())
-        with self._lock:
-            if corpus != self._df_corpus:
-                self._df_cache, self._df_corpus = {}, corpus
-            missing = [t for t in terms if t not in self._df_cache]
-        if missing:
-            rows = db.execute(
-                "SELECT term, COUNT(*) FROM postings WHERE term = ANY(%s) GROUP BY term", (missing,)
-            ).fetchall()
-            found = dict(rows)
-            with self._lock:
-                self._df_cache.update({t: int(found.get(t, 0)) for t in missing})
-        with self._lock:
-            return {t: self._df_cache.get(t, 0) for t in terms}
+        """How many chunks contain each term (cached while the corpus statistics are unchanged)."""
+        corpus = tuple(self._connect().execute("SELECT chunks, tokens FROM corpus_stats").fetchone())
+        return self._df_cache.counts(terms, corpus, self._count_chunks_with)
+
+    def _count_chunks_with(self, terms: list[str]) -> dict[str, int]:
+        rows = (
+            self._connect()
+            .execute("SELECT term, COUNT(*) FROM postings WHERE term = ANY(%s) GROUP BY term", (terms,))
+            .fetchall()
+        )
+        return dict(rows)
 
     # ---- checks ------------------------------------------------------------------------------------------
     def check_consistency(self) -> dict[str, int]:
