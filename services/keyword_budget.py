@@ -33,7 +33,7 @@ def terms_within_budget(
         return present
     kept: list[str] = []
     total = 0
-    for term in sorted(present, key=lambda t: (df[t], unique.index(t))):
+    for term in sorted(present, key=df.__getitem__):  # stable: ties keep the question's order
         if kept and total + df[term] > budget:
             break
         kept.append(term)
