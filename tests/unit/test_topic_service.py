@@ -307,6 +307,11 @@ def test_library_items_at_both_levels(services: AppServices) -> None:
     assert len(docs.ids) == services.store.counts()["documents"]
     assert np.allclose(np.linalg.norm(docs.vectors, axis=1), 1.0, atol=1e-5)
     assert set(chunks.document_of.values()) == set(docs.ids)
+    # Words were read at ingest: every chunk has them, and a document's words are its chunks' words.
+    assert all(w is not None for w in chunks.words)
+    first_doc = docs.ids[0]
+    own = [w for c, w in zip(chunks.chunks, chunks.words, strict=True) if c.document_id == first_doc]
+    assert docs.words[0] == [word for ws in own for word in ws]
 
 
 # ---- LLM labels and summary -------------------------------------------------------------------------------

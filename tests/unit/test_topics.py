@@ -160,6 +160,19 @@ def test_fourteen_items_three_themes_are_found_with_their_words() -> None:
     assert result.hierarchy[-1].parent == max(t.id for t in result.topics) + 2
 
 
+def test_words_stored_at_ingest_are_used_instead_of_reading_the_texts_again() -> None:
+    texts, X, ids, truth = _corpus([5, 5, 4])
+    # Stored words stand in for the texts' own: suffixed copies show which source the keywords came from.
+    stored = [[w + "x" for w in THEMES[c]] for c in truth]
+    stored[0] = None  # a passage whose words were not stored is read from its text
+    result = build_topics(texts, X, ids, TopicParams(), words=stored)
+    keywords = {w for t in result.real_topics for w in t.keywords}
+    assert keywords and all(w.endswith("x") or w in THEMES[truth[0]] for w in keywords)
+    assert any(w.endswith("x") for w in keywords)
+    with pytest.raises(TopicsUnavailable, match="one word list per passage"):
+        build_topics(texts, X, ids, TopicParams(), words=stored[:-1])
+
+
 @pytest.mark.parametrize("n", [5, 60])
 def test_identical_documents_form_one_topic(n: int) -> None:
     X = np.tile(np.random.default_rng(1).normal(size=(1, 16)).astype(np.float32), (n, 1))
