@@ -548,6 +548,12 @@ class LibraryStore:
     def pending_count(self) -> int:
         return self._read().execute("SELECT COUNT(*) FROM chunks WHERE embedding IS NULL").fetchone()[0]
 
+    def set_chunk_words(self, words: dict[str, Sequence[str]]) -> None:
+        """Store the topic words of chunks read after ingest (libraries made before words were stored);
+        chunks deleted meanwhile are skipped."""
+        with self.writing() as db:
+            db.executemany("UPDATE chunks SET words=? WHERE id=?", [(join_words(w), cid) for cid, w in words.items()])
+
     def set_embeddings(self, vector_ids: Sequence[int], vectors: np.ndarray) -> None:
         """Store vectors for chunks (skipping chunks deleted meanwhile) and mark finished documents ready."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)

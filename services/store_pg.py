@@ -30,7 +30,16 @@ import numpy as np
 
 from services.errors import DocumentNotFound, EmbeddingModelMismatch, StoreUnavailable
 from services.keyword_budget import DEFAULT_POSTINGS_BUDGET, DocumentFrequencyCache, terms_within_budget
-from services.store import SCHEMA_VERSION, ChunkRecord, DocumentRecord, NewChunk, _now, date_range_where
+from services.store import (
+    SCHEMA_VERSION,
+    ChunkRecord,
+    DocumentRecord,
+    NewChunk,
+    _now,
+    date_range_where,
+    join_words,
+    split_words,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +82,9 @@ def _schema(dimension: int) -> list[str]:
             text TEXT NOT NULL, tokens INTEGER NOT NULL DEFAULT 0,
             terms TEXT NOT NULL DEFAULT '', term_count INTEGER NOT NULL DEFAULT 0,
             embedding vector({dim}))""",
+        # The passage's possible topic keywords, space-separated (NULL: not read yet); libraries made before
+        # the column existed get it here.
+        "ALTER TABLE chunks ADD COLUMN IF NOT EXISTS words TEXT",
         "CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id)",
         "CREATE INDEX IF NOT EXISTS chunks_pending ON chunks(vector_id) WHERE embedding IS NULL",
         f"""CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks
@@ -379,13 +391,27 @@ class PgVectorStore:
         rows = []
         for ordinal, c in enumerate(chunks):
             tokens = fts_tokens(c.terms)
-            rows.append((c.id, ordinal, c.page, c.start, c.end, c.text, c.tokens, " ".join(c.terms), len(tokens)))
+            rows.append(
+                (
+                    c.id,
+                    ordinal,
+                    c.page,
+                    c.start,
+                    c.end,
+                    c.text,
+                    c.tokens,
+                    " ".join(c.terms),
+                    len(tokens),
+                    join_words(c.words),
+                )
+            )
         cols = list(zip(*rows, strict=True))
         inserted = db.execute(
-            'INSERT INTO chunks(id, document_id, ordinal, page, start, "end", text, tokens, terms, term_count)'
-            " SELECT u.id, %s, u.ordinal, u.page, u.start, u.stop, u.text, u.tokens, u.terms, u.term_count"
+            'INSERT INTO chunks(id, document_id, ordinal, page, start, "end", text, tokens, terms, term_count, words)'
+            " SELECT u.id, %s, u.ordinal, u.page, u.start, u.stop, u.text, u.tokens, u.terms, u.term_count, u.words"
             " FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[], %s::int[], %s::text[], %s::int[],"
-            " %s::text[], %s::int[]) AS u(id, ordinal, page, start, stop, text, tokens, terms, term_count)"
+            " %s::text[], %s::int[], %s::text[])"
+            " AS u(id, ordinal, page, start, stop, text, tokens, terms, term_count, words)"
             " ORDER BY u.ordinal ON CONFLICT (id) DO NOTHING RETURNING vector_id, id",
             (document_id, *[list(c) for c in cols]),
         ).fetchall()
@@ -538,6 +564,18 @@ class PgVectorStore:
                 (ids,),
             )
 
+    def set_chunk_words(self, words: dict[str, Sequence[str]]) -> None:
+        """Store the topic words of chunks read after ingest; chunks deleted meanwhile are skipped."""
+        if not words:
+            return
+        ids = list(words)
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE chunks c SET words = u.words FROM unnest(%s::text[], %s::text[]) AS u(id, words)"
+                " WHERE c.id = u.id",
+                (ids, [join_words(words[i]) for i in ids]),
+            )
+
     def iter_embeddings(self, document_ids: Sequence[str] | None = None) -> tuple[list[ChunkRecord], np.ndarray]:
         """All embedded chunks (optionally of some documents) with their vectors, for topics."""
         where, args = "c.embedding IS NOT NULL", []
@@ -547,13 +585,13 @@ class PgVectorStore:
         rows = (
             self._connect()
             .execute(
-                f"SELECT {_CHUNK_COLUMNS}, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id"
-                f" WHERE {where} ORDER BY c.vector_id",
+                f"SELECT {_CHUNK_COLUMNS}, c.embedding, c.words FROM chunks c JOIN documents d"
+                f" ON d.id = c.document_id WHERE {where} ORDER BY c.vector_id",
                 args,
             )
             .fetchall()
         )
-        chunks = [ChunkRecord(*r[:10]) for r in rows]
+        chunks = [ChunkRecord(*r[:10], words=split_words(r[11])) for r in rows]
         vectors = np.zeros((len(rows), self.dimension), dtype=np.float32)
         for i, r in enumerate(rows):
             vectors[i] = r[10].to_numpy()

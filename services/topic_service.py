@@ -161,6 +161,7 @@ class TopicService:
             if pending:
                 log.info("%d passages are still being embedded; topics use the embedded ones", pending)
             chunks, vectors = self.store.iter_embeddings()
+            self._read_missing_words(chunks, progress)
             n_docs = len({c.document_id for c in chunks})
             level = resolve_level(params.level, n_docs, len(chunks))
             items = items_of(chunks, vectors, level, self.store.dimension)
@@ -189,6 +190,22 @@ class TopicService:
             return result
         finally:
             self._build_lock.release()
+
+    def _read_missing_words(self, chunks: Sequence[ChunkRecord], progress: Progress | None) -> None:
+        """Read and store the topic words of passages ingested before words were stored with them, once:
+        later builds (and other app servers) read them from the store."""
+        from services.topic_keywords import passage_words
+
+        missing = [c for c in chunks if c.words is None]
+        if not missing:
+            return
+        step = max(1, len(missing) // 50)
+        for i, chunk in enumerate(missing):
+            if progress and i % step == 0:
+                progress(f"Reading the words of older passages ({i + 1:,} of {len(missing):,}, once)", i, len(missing))
+            chunk.words = passage_words(chunk.text)
+        for start in range(0, len(missing), 5000):
+            self.store.set_chunk_words({c.id: c.words or [] for c in missing[start : start + 5000]})
 
     def load(self) -> TopicResult | None:
         from services.topics_store import load_topics

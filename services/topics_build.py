@@ -28,7 +28,7 @@ import math
 import warnings as pywarnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -66,6 +66,12 @@ TOKEN_CACHE_ITEMS = 100_000  # passages whose words a process remembers (~50 wor
 # titles (NMI / NPMI 0.521 / -0.560 at 500; 0.519 / -0.573 at 300; 0.501 / -0.592 at 200).
 CLUSTER_EPOCHS = 500
 MAP_EPOCHS = 100  # the map's layout epochs, on the clustering run's graph (a picture, not the clusters)
+# Above this many items UMAP and HDBSCAN are fitted on a seeded sample of this size and every other item
+# joins the topic of its nearest sampled items (see _UmapFit). UMAP's cost grows with the items it embeds;
+# a topic of the whole library is still a topic of a sample this large.
+FIT_SAMPLE = 8_000
+EXTEND_NEIGHBOURS = 10  # sampled items an unsampled one is placed by
+EXTEND_TEMPERATURE = 0.05  # cosine similarities -> weights: exp(sim / T), so the nearest few decide
 
 
 # --------------------------------------------------------------------------------------------------
@@ -349,7 +355,6 @@ def _hdbscan(reduced: np.ndarray, X: np.ndarray, min_topic_size: int) -> tuple[n
         min_samples=_min_samples(min_topic_size),
         metric="euclidean",
         cluster_selection_method="eom",
-        prediction_data=True,
     )
     model.fit(reduced)
     labels = np.asarray(model.labels_, dtype=int)
@@ -444,11 +449,96 @@ def _cosine_probs(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return probs
 
 
+@dataclass
+class _UmapFit:
+    """The clustering UMAP: the model (its fuzzy k-NN graph also lays out the map) and the 5-d coordinates
+    of the rows it embedded (``fitted``: every row, or a sample). Rows outside the sample are placed by
+    their ``EXTEND_NEIGHBOURS`` most similar fitted rows (``near``, indices into ``fitted``; ``weights``
+    sum to one per row)."""
+
+    model: Any
+    reduced: np.ndarray
+    fitted: np.ndarray
+    others: np.ndarray
+    near: np.ndarray
+    weights: np.ndarray
+
+    def spread(self, fitted_values: np.ndarray) -> np.ndarray:
+        """Per-row values (coordinates) of the fitted rows, extended to every row by weighted average."""
+        n = len(self.fitted) + len(self.others)
+        out = np.zeros((n, *fitted_values.shape[1:]), dtype=np.float64)
+        out[self.fitted] = fitted_values
+        if len(self.others):
+            out[self.others] = np.einsum("ik,ik...->i...", self.weights, fitted_values[self.near])
+        return out
+
+    def spread_labels(self, labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Topic of every row: a fitted row keeps its own; another takes the topic with the largest weight
+        among its nearest fitted rows (outliers included), its probability that weight share times their
+        mean probability."""
+        n = len(self.fitted) + len(self.others)
+        all_labels = np.full(n, OUTLIER_ID, dtype=int)
+        all_probs = np.zeros(n, dtype=float)
+        all_labels[self.fitted] = labels
+        all_probs[self.fitted] = probs
+        for row, near, w in zip(self.others, self.near, self.weights, strict=True):
+            votes: dict[int, float] = {}
+            for label, weight in zip(labels[near].tolist(), w.tolist(), strict=True):
+                votes[label] = votes.get(label, 0.0) + weight
+            best = min(votes, key=lambda t: (-votes[t], t))  # ties: the lower topic id, for repeatability
+            all_labels[row] = best
+            same = labels[near] == best
+            all_probs[row] = 0.0 if best == OUTLIER_ID else votes[best] * float(probs[near][same].mean())
+        return all_labels, all_probs
+
+
+def _nearest_rows(queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each (unit) query row the ``k`` most cosine-similar ``pool`` rows, most similar first, with
+    softmax weights (``EXTEND_TEMPERATURE``). Exact, in blocks, so memory stays ~ block × pool."""
+    k = min(k, len(pool))
+    near = np.zeros((len(queries), k), dtype=np.int64)
+    sims = np.zeros((len(queries), k), dtype=np.float32)
+    block = 2048
+    for start in range(0, len(queries), block):
+        S = queries[start : start + block] @ pool.T
+        top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        top_s = np.take_along_axis(S, top, axis=1)
+        order = np.argsort(-top_s, axis=1, kind="stable")
+        near[start : start + block] = np.take_along_axis(top, order, axis=1)
+        sims[start : start + block] = np.take_along_axis(top_s, order, axis=1)
+    logits = (sims - sims[:, :1]) / EXTEND_TEMPERATURE
+    weights = np.exp(logits)
+    return near, weights / weights.sum(axis=1, keepdims=True)
+
+
+def _fit_umap(X: np.ndarray, params: TopicParams, warnings: list[str]) -> _UmapFit:
+    """The 5-d clustering UMAP over every row, or over a seeded sample of ``FIT_SAMPLE`` rows."""
+    n = len(X)
+    if n > FIT_SAMPLE:
+        rng = np.random.default_rng(params.seed)
+        fitted = np.sort(rng.choice(n, FIT_SAMPLE, replace=False))
+        warnings.append(
+            f"Topics were fitted on a sample of {FIT_SAMPLE:,} of the {n:,} passages (the same sample each "
+            "time); every other passage joined the topic of the sampled passages most like it."
+        )
+    else:
+        fitted = np.arange(n)
+    others = np.setdiff1d(np.arange(n), fitted)
+    reduced, model = _umap(
+        X[fitted], 5, params.n_neighbors, params.seed, min_dist=0.0, n_epochs=_cluster_epochs(len(fitted))
+    )
+    if len(others):
+        near, weights = _nearest_rows(X[others], X[fitted], EXTEND_NEIGHBOURS)
+    else:
+        near, weights = np.zeros((0, 1), dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
+    return _UmapFit(model, reduced, fitted, others, near, weights)
+
+
 def _cluster(
     X: np.ndarray, params: TopicParams, min_topic_size: int, progress: Progress | None, warnings: list[str]
-) -> tuple[np.ndarray, np.ndarray, str, tuple[Any, np.ndarray] | None]:
-    """Labels (-1 = outlier), per-item probabilities, which path was taken, and the fitted UMAP with its
-    5-d embedding when UMAP ran (the map is laid out from its graph)."""
+) -> tuple[np.ndarray, np.ndarray, str, _UmapFit | None]:
+    """Labels (-1 = outlier), per-item probabilities, which path was taken, and the clustering UMAP when
+    it ran (the map is laid out from its graph)."""
     n = len(X)
     if _nearly_identical(X):
         warnings.append("All passages have (nearly) identical embeddings, so they form a single topic.")
@@ -459,13 +549,15 @@ def _cluster(
         if len(set(labels.tolist()) - {OUTLIER_ID}) < 2:
             warnings.append(f"These {n} passages show no distinct groups: they form a single topic.")
         return labels, _cosine_probs(X, labels), "hierarchical", None
-    umap_fit: tuple[Any, np.ndarray] | None = None
+    umap_fit: _UmapFit | None = None
     try:
         _report(progress, 0.30, "Reducing dimensions (UMAP)")
-        reduced, model = _umap(X, 5, params.n_neighbors, params.seed, min_dist=0.0, n_epochs=_cluster_epochs(n))
-        umap_fit = (model, reduced)
+        umap_fit = _fit_umap(X, params, warnings)
         _report(progress, 0.50, "Finding dense groups (HDBSCAN)")
-        labels, probs = _hdbscan(reduced, X, min_topic_size)
+        # A topic of min_topic_size items of the library has about that share of the sample.
+        sample_min_size = max(2, round(min_topic_size * len(umap_fit.fitted) / n))
+        fitted_labels, fitted_probs = _hdbscan(umap_fit.reduced, X[umap_fit.fitted], sample_min_size)
+        labels, probs = umap_fit.spread_labels(fitted_labels, fitted_probs)
     except Exception:  # noqa: BLE001 - odd data must give a simpler map, not a numerical traceback
         logger.exception("UMAP/HDBSCAN failed on %d items; falling back to hierarchical clustering", n)
         warnings.append("Density-based clustering failed on this data; topics come from hierarchical clustering.")
@@ -696,7 +788,7 @@ def _circle(n: int) -> np.ndarray:
 
 
 def _map_coords(
-    X: np.ndarray, params: TopicParams, method: str, warnings: list[str], umap_fit: tuple[Any, np.ndarray] | None
+    X: np.ndarray, params: TopicParams, method: str, warnings: list[str], umap_fit: _UmapFit | None
 ) -> np.ndarray:
     n = len(X)
     if method == "identical":
@@ -704,7 +796,7 @@ def _map_coords(
     if n >= SMALL_CORPUS:
         try:
             if umap_fit is not None:
-                return _layout_from_graph(umap_fit[0], umap_fit[1], params.seed)
+                return umap_fit.spread(_layout_from_graph(umap_fit.model, umap_fit.reduced, params.seed))
             return _umap(X, 2, params.n_neighbors, params.seed, min_dist=0.1)[0]
         except Exception:  # noqa: BLE001 - a layout problem must not lose the topics
             logger.exception("2-d UMAP failed on %d items; using PCA for the map", n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.errors import DocumentNotFound, EmbeddingModelMismatch
-from services.store import LibraryStore, NewChunk, fts_query
+from services.store import LibraryStore, fts_query
 from tests.unit.test_store_contract import DIM, add_doc, embed_all, unit
 
 # The helpers are the store contract's (tests/unit/test_store_contract.py), shared by both backends.
@@ -130,28 +130,6 @@ def test_filters_restrict_both_signals(store):
 
 def test_fts_query_neutralises_syntax():
     assert fts_query(['a"b', "OR", "NEAR(x", 'a"b']) == '"a""b" OR "OR" OR "NEAR(x"'
-
-
-def test_topic_words_are_stored_with_their_chunks(store):
-    chunks = [
-        NewChunk(id="a-0", page=1, start=0, end=6, text="颱風警報 發布", tokens=3, terms=["台风"], words=["颱風"]),
-        NewChunk(id="a-1", page=1, start=7, end=9, text="12", tokens=1, terms=[], words=[]),
-        NewChunk(id="a-2", page=1, start=10, end=14, text="夜市", tokens=1, terms=["夜市"]),
-    ]
-    store.add_document(
-        document_id="a",
-        source="a.txt",
-        kind="txt",
-        title="a",
-        file_path=None,
-        pages=[(1, "颱風警報 發布 12 夜市")],
-        chunks=chunks,
-        script="zh-Hant",
-    )
-    embed_all(store)
-    got, _vectors = store.iter_embeddings()
-    # A chunk whose words were never read (None) is told apart from one with no keywords ([]).
-    assert [c.words for c in got] == [["颱風"], [], None]
 
 
 def test_a_library_made_before_topic_words_opens_and_reads_them_as_missing(tmp_path):
