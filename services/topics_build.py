@@ -70,6 +70,7 @@ MAP_EPOCHS = 100  # the map's layout epochs, on the clustering run's graph (a pi
 # joins the topic of its nearest sampled items (see _UmapFit). UMAP's cost grows with the items it embeds;
 # a topic of the whole library is still a topic of a sample this large.
 FIT_SAMPLE = 8_000
+EXACT_KNN_FROM = 4_096  # UMAP computes exact neighbours itself below this many items
 EXTEND_NEIGHBOURS = 10  # sampled items an unsampled one is placed by
 EXTEND_TEMPERATURE = 0.05  # cosine similarities -> weights: exp(sim / T), so the nearest few decide
 
@@ -233,9 +234,9 @@ _ALIGNED_SCRIPTS = ("zh-Hant", "zh-Hans", "en")
 
 
 def _scripts(texts: Sequence[str]) -> list[str]:
-    from services.text_zh import detect_script
+    from services.text_zh import detect_scripts
 
-    return [detect_script(t or "") for t in texts]
+    return detect_scripts(texts)
 
 
 def _language_offsets(X: np.ndarray, scripts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -280,8 +281,15 @@ def _umap(
     from umap import UMAP
 
     n = len(X)
+    k = max(2, min(n_neighbors, n - 1))
+    extra: dict[str, Any] = {}
+    if n >= EXACT_KNN_FROM:
+        # UMAP's own exact path covers smaller inputs; above, exact neighbours from FAISS are faster than
+        # its approximate NN-descent and do not depend on its random projections.
+        near, sims = _exact_knn(X, X, k)
+        extra["precomputed_knn"] = (near, np.clip(1.0 - sims, 0.0, 2.0).astype(np.float32), None)
     model = UMAP(
-        n_neighbors=max(2, min(n_neighbors, n - 1)),
+        n_neighbors=k,
         n_components=n_components,
         min_dist=min_dist,
         metric="cosine",
@@ -292,6 +300,7 @@ def _umap(
         n_jobs=1,  # a seed forces one thread anyway; saying so avoids UMAP's warning
         low_memory=True,
         verbose=False,
+        **extra,
     )
     with pywarnings.catch_warnings():
         pywarnings.simplefilter("ignore", category=UserWarning)
@@ -494,21 +503,22 @@ class _UmapFit:
 
 def _nearest_rows(queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """For each (unit) query row the ``k`` most cosine-similar ``pool`` rows, most similar first, with
-    softmax weights (``EXTEND_TEMPERATURE``). Exact, in blocks, so memory stays ~ block × pool."""
-    k = min(k, len(pool))
-    near = np.zeros((len(queries), k), dtype=np.int64)
-    sims = np.zeros((len(queries), k), dtype=np.float32)
-    block = 2048
-    for start in range(0, len(queries), block):
-        S = queries[start : start + block] @ pool.T
-        top = np.argpartition(-S, k - 1, axis=1)[:, :k]
-        top_s = np.take_along_axis(S, top, axis=1)
-        order = np.argsort(-top_s, axis=1, kind="stable")
-        near[start : start + block] = np.take_along_axis(top, order, axis=1)
-        sims[start : start + block] = np.take_along_axis(top_s, order, axis=1)
-    logits = (sims - sims[:, :1]) / EXTEND_TEMPERATURE
-    weights = np.exp(logits)
+    softmax weights (``EXTEND_TEMPERATURE``). Exact (FAISS flat inner product: ~3x faster than a numpy
+    matrix product and partition at 12k x 8k)."""
+    near, sims = _exact_knn(queries, pool, k)
+    weights = np.exp((sims - sims[:, :1]) / EXTEND_TEMPERATURE)
     return near, weights / weights.sum(axis=1, keepdims=True)
+
+
+def _exact_knn(queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into ``pool`` and inner products of each query's ``k`` nearest rows, nearest first."""
+    import faiss
+
+    pool = np.ascontiguousarray(pool, dtype=np.float32)
+    index = faiss.IndexFlatIP(pool.shape[1])
+    index.add(pool)
+    sims, near = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(pool)))
+    return near.astype(np.int64), sims
 
 
 def _fit_umap(X: np.ndarray, params: TopicParams, warnings: list[str]) -> _UmapFit:
