@@ -544,6 +544,12 @@ def _fit_umap(X: np.ndarray, params: TopicParams, warnings: list[str]) -> _UmapF
     return _UmapFit(model, reduced, fitted, others, near, weights)
 
 
+def _sample_min_size(min_topic_size: int, n_fitted: int, n_items: int) -> int:
+    """HDBSCAN's smallest cluster on a sample: a topic of ``min_topic_size`` items of the library has
+    about that share of the sample."""
+    return max(2, round(min_topic_size * n_fitted / n_items))
+
+
 def _cluster(
     X: np.ndarray, params: TopicParams, min_topic_size: int, progress: Progress | None, warnings: list[str]
 ) -> tuple[np.ndarray, np.ndarray, str, _UmapFit | None]:
@@ -564,9 +570,8 @@ def _cluster(
         _report(progress, 0.30, "Reducing dimensions (UMAP)")
         umap_fit = _fit_umap(X, params, warnings)
         _report(progress, 0.50, "Finding dense groups (HDBSCAN)")
-        # A topic of min_topic_size items of the library has about that share of the sample.
-        sample_min_size = max(2, round(min_topic_size * len(umap_fit.fitted) / n))
-        fitted_labels, fitted_probs = _hdbscan(umap_fit.reduced, X[umap_fit.fitted], sample_min_size)
+        fitted_min_size = _sample_min_size(min_topic_size, len(umap_fit.fitted), n)
+        fitted_labels, fitted_probs = _hdbscan(umap_fit.reduced, X[umap_fit.fitted], fitted_min_size)
         labels, probs = umap_fit.spread_labels(fitted_labels, fitted_probs)
     except Exception:  # noqa: BLE001 - odd data must give a simpler map, not a numerical traceback
         logger.exception("UMAP/HDBSCAN failed on %d items; falling back to hierarchical clustering", n)

@@ -527,6 +527,30 @@ def test_umap_path_is_reproducible_and_finds_the_clusters() -> None:
     assert keys <= set(defaults) and "error" not in defaults and defaults["nmi"] > 0.5
 
 
+@pytest.mark.slow
+def test_a_library_larger_than_the_fit_sample_is_fitted_on_a_sample_and_every_item_placed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import services.topics_build as topics_build
+
+    texts, X, ids, truth = _corpus([100, 100, 100], seed=3)
+    monkeypatch.setattr(topics_build, "FIT_SAMPLE", 120)  # the real threshold is thousands of items
+    params = TopicParams(min_topic_size=30)
+    first = build_topics(texts, X, ids, params)
+    assert any("sample of 120 of the 300" in w for w in first.warnings)
+    assert set(first.assignments) == set(ids) == set(first.coords)
+    assert len(first.real_topics) == 3
+    assert nmi(truth, [first.assignments[i] for i in ids]) > 0.9
+    assert sum(t.size for t in first.topics) == 300
+    # Unsampled items land among their topic's items on the map, not between topics.
+    xy = np.array([first.coords[i] for i in ids])
+    labels = np.array([first.assignments[i] for i in ids])
+    centres = {t: xy[labels == t].mean(axis=0) for t in set(labels.tolist())}
+    nearest = [min(centres, key=lambda t: float(np.linalg.norm(p - centres[t]))) for p in xy]
+    assert np.mean(np.array(nearest) == labels) > 0.95
+    assert _comparable(build_topics(texts, X, ids, params)) == _comparable(first)  # the same sample each time
+
+
 SENTENCES = [
     ("颱風即將登陸臺灣東部，氣象局發布海上陸上颱風警報。", 0),
     ("強烈颱風帶來豪雨，花蓮縣宣布明天停止上班上課。", 0),
