@@ -7,9 +7,15 @@ image-only PDFs are then refused by us ("no text") and yield empty pages there, 
 
 Per repeat, on the same loaded embedder:
 - ours: ``Library.ingest_paths`` into a fresh data dir (sandboxed parse → chunk → keyword terms → SQLite →
-  embed in batches → FAISS save), chunks/s;
+  embed in batches → FAISS save), chunks/s. The library parses the next files in the background while the
+  embedder works, so the parse costs the user only the time the ingest had to wait for it;
 - raw: ``encode_passages`` on exactly the chunk texts ours produced, same batch size, chunks/s; our overhead
   is ``1 − ours / raw``;
+- overhead within our own run (the target): what the user waits for beyond the embedder, ``(wall time −
+  time inside encode_passages) / wall time``. Parsing hidden behind encoding shortens the wall time and so
+  counts for nothing, as it should; but a parse running beside the encoder on the same cores can also slow the
+  encoder, which would move parse cost into "encode": ``encode_inside_vs_alone`` (our encode time / the raw
+  run's, paired per repeat) shows whether it did;
 - LangChain: PyPDFLoader / TextLoader → RecursiveCharacterTextSplitter (chunk_size in characters = the mean
   length of our chunks, no overlap: a token-counting length function makes the splitter sum per-piece counts,
   each with the model's special tokens, and cut 5× smaller chunks) → ``FAISS.from_documents`` with the same
@@ -82,24 +88,53 @@ def write_corpus(target: Path, paragraphs_per_dataset: int, pdf_glob: str = "*.p
     return counts
 
 
+class ParserTimes:
+    """For one ingest: seconds the sandboxed parser spent on files (on the background thread, beside the
+    embedder) and seconds the ingest waited for a file's parse (the part of parsing a user waits for)."""
+
+    def __init__(self) -> None:
+        self.parsing_s = 0.0
+        self.waiting_s = 0.0
+        self._restore: list[tuple[type, str, object]] = []
+
+    def __enter__(self) -> ParserTimes:
+        from services.ingest.sandbox import SandboxedParser
+        from services.pipeline import ParseAhead
+
+        self._timed(SandboxedParser, "parse", "parsing_s")
+        self._timed(ParseAhead, "next_file", "waiting_s")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for owner, name, original in self._restore:
+            setattr(owner, name, original)
+
+    def _timed(self, owner: type, name: str, tally: str) -> None:
+        original = getattr(owner, name)
+        self._restore.append((owner, name, original))
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                setattr(self, tally, getattr(self, tally) + time.perf_counter() - started)
+
+        setattr(owner, name, timed)
+
+
 def run_ours(corpus: Path, data_dir: Path, embedder: CountingEmbedder) -> dict:
-    """One full ingest into ``data_dir``; phase times come from the library's own progress reports."""
+    """One full ingest into ``data_dir``: wall time, time inside the embedder, time waiting for the parser."""
     from services.app_services import build_services
     from services.config import load_settings
 
     settings = load_settings(data_dir=data_dir, ocr="off")
     services = build_services(settings, embedder=embedder)
-    marks: dict[str, float] = {}
     encoded_before, encode_s_before = embedder.passages, embedder.seconds
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage == "Read all files":
-            marks["read"] = time.perf_counter()
-
-    started = time.perf_counter()
-    results = services.library.ingest_paths([corpus], progress=progress)
-    seconds = time.perf_counter() - started
-    read_s = marks.get("read", started) - started
+    with ParserTimes() as parser_times:
+        started = time.perf_counter()
+        results = services.library.ingest_paths([corpus])
+        seconds = time.perf_counter() - started
     encode_s = embedder.seconds - encode_s_before
     chunks = services.store.counts()["chunks"]
     services.store.close()
@@ -110,9 +145,13 @@ def run_ours(corpus: Path, data_dir: Path, embedder: CountingEmbedder) -> dict:
         "files_added": sum(r.status == "added" for r in results),
         "files_duplicate": sum(r.status == "duplicate" for r in results),
         "files_failed": sum(r.status == "failed" for r in results),
-        "phase_parse_chunk_store_s": read_s,
+        # What the wall time is made of (they add up to it): the main thread encodes, waits for a parse, or
+        # does the rest (chunking, keyword terms, SQLite, copies of the originals, vector writes, FAISS save).
         "phase_encode_s": encode_s,
-        "phase_vector_writes_and_index_save_s": seconds - read_s - encode_s,
+        "phase_waiting_for_parser_s": parser_times.waiting_s,
+        "phase_chunk_store_and_index_s": seconds - encode_s - parser_times.waiting_s,
+        # Beside those, on the background thread (not part of the sum): the sandboxed parse of every file.
+        "parse_in_background_s": parser_times.parsing_s,
     }
 
 
@@ -163,9 +202,12 @@ def summarise(run_settings: dict, corpus_counts: dict, ours: list, raw: list, la
     ours_rate = [r["chunks"] / r["seconds"] for r in ours]
     raw_rate = [r["chunks"] / r["seconds"] for r in raw]
     overhead = [1 - o / w for o, w in zip(ours_rate, raw_rate, strict=True)]  # paired: same repeat, same noise
-    # Also within each run: the share of our time spent outside encode_passages (the same calls, same batches,
-    # same moment), which a busy machine cannot skew the way it skews two runs minutes apart.
-    outside_embedder = [1 - r["phase_encode_s"] / r["seconds"] for r in ours]
+    # Also within each run: the share of our wall time spent outside encode_passages (the same calls, same
+    # batches, same moment), which a busy machine cannot skew the way it skews two runs minutes apart. A parse
+    # hidden behind encoding is not in it (the wall time is that much shorter); whether the parse running beside
+    # the encoder slowed it down shows in encode_inside_vs_alone (above 1: some parse cost is counted as encode).
+    outside_embedder = [(r["seconds"] - r["phase_encode_s"]) / r["seconds"] for r in ours]
+    encode_inside_vs_alone = [o["phase_encode_s"] / w["seconds"] for o, w in zip(ours, raw, strict=True)]
     return {
         "settings": run_settings,
         "corpus": corpus_counts,
@@ -180,10 +222,12 @@ def summarise(run_settings: dict, corpus_counts: dict, ours: list, raw: list, la
                 for key in ours[0]
                 if key.startswith("phase_")
             },
+            "parse_in_background_s": summary([r["parse_in_background_s"] for r in ours]),
         },
         "raw_embedder": {"chunks": raw[0]["chunks"], "chunks_per_s": summary(raw_rate)},
         "overhead_vs_raw": summary(overhead, 4),
         "overhead_within_run": summary(outside_embedder, 4),
+        "encode_inside_vs_alone": summary(encode_inside_vs_alone, 3),
         "langchain": {
             "recipe": "PyPDFLoader/TextLoader + RecursiveCharacterTextSplitter + FAISS.from_documents",
             "chunk_size_chars": langchain[0]["chunk_chars"],
@@ -205,8 +249,9 @@ def summarise(run_settings: dict, corpus_counts: dict, ours: list, raw: list, la
                 "value": round(float(np.median(outside_embedder)) * 100, 1),
                 "unit": "%",
                 "met": bool(np.median(outside_embedder) < 0.10),
-                "note": "time outside the embedder within our own runs; the separate raw-embedder runs give "
-                f"{float(np.median(overhead)) * 100:.1f}%",
+                "note": "wall time outside the embedder within our own runs (parsing overlaps embedding); the "
+                f"separate raw-embedder runs give {float(np.median(overhead)) * 100:.1f}%; our encode time was "
+                f"{float(np.median(encode_inside_vs_alone)):.2f}× the embedder alone's",
             },
             {
                 "name": "re-ingesting the unchanged corpus embeds nothing",

@@ -29,7 +29,8 @@ def job_caption(job: IngestJob) -> str:
         return f"Waiting to start ({files} file{'s' if files != 1 else ''})"
     if job.state == "reading":
         current = f": {job.current}" if job.current else ""
-        return f"Reading file {min(job.files_done + 1, files)} of {files}{current}"
+        embedded = f" · {job.embed_done} passage{'s' if job.embed_done != 1 else ''} embedded" if job.embed_done else ""
+        return f"Reading file {min(job.files_done + 1, files)} of {files}{current}{embedded}"
     if job.state == "embedding":
         eta = format_eta(job.eta_seconds)
         return f"Embedding passages {job.embed_done}/{job.embed_total}" + (f" · {eta}" if eta else "")

@@ -47,6 +47,10 @@ class ParseMemoryExceeded(ParseFailed):
     pass
 
 
+class ParseCancelled(ParseFailed):
+    """The ingest was stopped while this file waited for (or was in) the parser."""
+
+
 class FileTooLarge(DocQAError):
     pass
 

@@ -1,8 +1,9 @@
 """Background ingestion: a queue and one worker thread per library.
 
 The worker lives in the server process, so closing a browser tab does not stop an ingest; every session
-sees the same jobs and their progress. Files are read first (each becomes keyword-searchable at once), then
-the new chunks are embedded in batches.
+sees the same jobs and their progress. Files are read in order (each becomes keyword-searchable once stored)
+and their chunks embedded in batches as they come, while the next files are parsed in the background
+(:meth:`services.library.Library.ingest_files`).
 """
 
 from __future__ import annotations
@@ -56,12 +57,14 @@ class IngestJob:
 
     @property
     def fraction(self) -> float:
-        """Overall progress: reading counts for a fifth, embedding for the rest."""
+        """Overall progress. Files are read one after another and the passages of those read are embedded as
+        they come, so: the share of files read, times how far the passages known so far are embedded (reading
+        counts for a fifth of a file's work, embedding for the rest)."""
         if self.state == "done":
             return 1.0
-        read = self.files_done / max(len(self.files), 1)
+        read = self.files_done / len(self.files) if self.files else 1.0
         embed = self.embed_done / self.embed_total if self.embed_total else 0.0
-        return min(0.2 * read + 0.8 * embed, 1.0)
+        return min(read * (0.2 + 0.8 * embed), 1.0)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -168,32 +171,40 @@ class IngestQueue:
 
     def _process(self, job: IngestJob) -> None:
         job.started = time.time()
-        job.state = "reading"
-        for queued in job.files:
-            job.current = queued.name
-            try:
-                job.results.extend(
-                    self.library.ingest_file(
-                        queued.path,
-                        source_name=queued.name,
-                        text_column=job.text_column,
-                        id_column=job.id_column,
-                        date_column=job.date_column,
-                    )
-                )
-            finally:
-                if queued.remove_after:
-                    queued.path.unlink(missing_ok=True)
-            job.files_done += 1
-        job.state = "embedding"
-        job.current = "embedding passages"
-        job.embed_total = self.library.store.pending_count()
+        job.state = "reading" if job.files else "embedding"
+        job.current = job.files[0].name if job.files else "embedding passages"
         embed_started = time.time()
 
-        def progress(stage: str, done: int, total: int) -> None:
+        def file_read(index: int, results: list[IngestResult]) -> None:
+            queued = job.files[index]
+            if queued.remove_after:
+                queued.path.unlink(missing_ok=True)
+            job.results.extend(results)
+            job.files_done = index + 1
+            if job.files_done < len(job.files):
+                job.current = job.files[job.files_done].name
+            else:
+                job.state = "embedding"
+                job.current = "embedding passages"
+
+        def embedded(done: int, total: int) -> None:
             job.embed_done = done
             job.embed_total = max(total, job.embed_total)
             elapsed = time.time() - embed_started
             job.embed_rate = done / elapsed if elapsed > 0 else 0.0
 
-        self.library.embed_pending(progress=progress, should_stop=self._stop.is_set)
+        try:
+            self.library.ingest_files(
+                [queued.path for queued in job.files],
+                source_names=[queued.name for queued in job.files],
+                text_column=job.text_column,
+                id_column=job.id_column,
+                date_column=job.date_column,
+                on_file_read=file_read,
+                on_embedded=embedded,
+                should_stop=self._stop.is_set,
+            )
+        finally:
+            for queued in job.files[job.files_done :]:  # not reached (stopped, or an error): no copy stays behind
+                if queued.remove_after:
+                    queued.path.unlink(missing_ok=True)

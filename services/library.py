@@ -1,7 +1,11 @@
 """The document library: file → parse (sandboxed) → chunks + keyword terms → store → embeddings.
 
-Parsing and storing happen first, so a document is keyword-searchable as soon as it is parsed; embedding
-runs afterwards, in batches, and only for chunks that have no vector yet (re-ingesting costs nothing).
+A batch of files goes through in order: each file is chunked and stored (keyword-searchable from then on),
+then every whole batch of chunks without a vector is embedded before the next file is stored, and the last,
+partial batch once all files are read. Meanwhile a background thread parses the next files in the sandboxed
+parser (:class:`services.pipeline.ParseAhead`), so the user waits for the embedder, not for the parser as well.
+Only chunks that have no vector yet are embedded (re-ingesting costs nothing). Results and progress messages
+come in the files' order, whatever the parser's timing.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ from services.config import Settings
 from services.embeddings import OfflineEmbeddings
 from services.errors import DocQAError
 from services.models import ParsedDocument
-from services.pipeline import content_id, parse_path, prepare_document, write_document
+from services.pipeline import ParseAhead, ParsedFile, content_id, parse_one_file, prepare_document, write_document
 from services.store import DocumentRecord, is_disk_full
 from services.store_api import Store
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+FileRead = Callable[[int, list["IngestResult"]], None]  # (index of the file in the batch, its results)
+Embedded = Callable[[int, int], None]  # (chunks embedded so far in this run, chunks known to need a vector)
 MIB = 1024 * 1024
 
 
@@ -92,19 +98,78 @@ class Library:
         date_column: str | None = None,
         progress: Progress | None = None,
         embed: bool = True,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[IngestResult]:
-        files = expand_paths(paths)
+        """Ingest files and folders (walked recursively): :meth:`ingest_files` on what they contain."""
+        return self.ingest_files(
+            expand_paths(paths),
+            text_column=text_column,
+            id_column=id_column,
+            date_column=date_column,
+            progress=progress,
+            embed=embed,
+            should_stop=should_stop,
+        )
+
+    def ingest_files(
+        self,
+        files: Sequence[Path],
+        *,
+        source_names: Sequence[str] | None = None,
+        text_column: str | None = None,
+        id_column: str | None = None,
+        date_column: str | None = None,
+        progress: Progress | None = None,
+        on_file_read: FileRead | None = None,
+        on_embedded: Embedded | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        embed: bool = True,
+    ) -> list[IngestResult]:
+        """Parse, store and embed ``files`` in order, parsing the next ones while the embedder works (see the
+        module docstring). Never raises for a bad file: it gets a "failed" result and the others go on.
+
+        ``source_names`` are the names to show (the names users gave uploads), one per file. ``progress`` gets
+        "Reading NAME" before each file and the embedding's progress after each batch; ``on_file_read`` each
+        file's results once it is stored, before its chunks are embedded; ``on_embedded`` the embedding counts.
+        When ``should_stop`` turns true, the ingest stops before the next file or batch: the files stored so
+        far are kept (their remaining chunks are embedded by a later :meth:`embed_pending`), the parse in
+        progress is killed, and the files not reached get no result."""
+        files = [Path(f) for f in files]
+        names = [
+            safe_display_name(name or path.name)
+            for path, name in zip(files, source_names or [None] * len(files), strict=True)
+        ]
+        stop = should_stop or (lambda: False)
+        embedding = _EmbeddingRun(self, progress=progress, on_embedded=on_embedded, should_stop=stop)
         results: list[IngestResult] = []
-        for n, path in enumerate(files):
+        try:
+            with ParseAhead(
+                list(zip(files, names, strict=True)),
+                self.settings,
+                text_column=text_column,
+                id_column=id_column,
+                date_column=date_column,
+            ) as parse_ahead:
+                for index, path in enumerate(files):
+                    if stop():
+                        return results
+                    if progress:
+                        progress(f"Reading {path.name}", index, len(files))
+                    parsed = parse_ahead.next_file(should_stop=should_stop)
+                    if parsed is None:  # stopped while this file was being parsed: that parse is killed
+                        return results
+                    file_results = self._store_file(parsed, keep_copy=True)
+                    results.extend(file_results)
+                    if on_file_read:
+                        on_file_read(index, file_results)
+                    if embed:
+                        embedding.embed(whole_batches_only=True, files_left=len(files) - index - 1)
             if progress:
-                progress(f"Reading {path.name}", n, len(files))
-            results.extend(
-                self.ingest_file(path, text_column=text_column, id_column=id_column, date_column=date_column)
-            )
-        if progress:
-            progress("Read all files", len(files), len(files))
-        if embed:
-            self.embed_pending(progress=progress)
+                progress("Read all files", len(files), len(files))
+            if embed:
+                embedding.embed(whole_batches_only=False, files_left=0)
+        finally:
+            embedding.finish()
         return results
 
     def ingest_file(
@@ -118,24 +183,23 @@ class Library:
         keep_copy: bool = True,
     ) -> list[IngestResult]:
         """Parse one file and store its document(s) without embedding. Never raises for a bad file."""
-        source = safe_display_name(source_name or path.name)
-        try:
-            parsed = parse_path(
-                path,
-                self.settings,
-                source=source,
-                text_column=text_column,
-                id_column=id_column,
-                date_column=date_column,
-            )
-        except DocQAError as exc:
-            return [IngestResult(source=source, status="failed", message=exc.message)]
-        except Exception as exc:  # a parser bug must not take the batch down
-            log.exception("unexpected failure parsing %s", source)
-            return [IngestResult(source=source, status="failed", message=f"{source} could not be read ({exc}).")]
+        parsed = parse_one_file(
+            path,
+            self.settings,
+            source=safe_display_name(source_name or path.name),
+            text_column=text_column,
+            id_column=id_column,
+            date_column=date_column,
+        )
+        return self._store_file(parsed, keep_copy=keep_copy)
 
+    def _store_file(self, parsed: ParsedFile, *, keep_copy: bool) -> list[IngestResult]:
+        """Store a parsed file's documents (and keep a copy of the original). Never raises for a bad file."""
+        source, path = parsed.source, parsed.path
+        if parsed.error is not None:
+            return [IngestResult(source=source, status="failed", message=parsed.error)]
         try:
-            stored_path = self._keep_file(path, parsed) if keep_copy else str(path)
+            stored_path = self._keep_file(path) if keep_copy else str(path)
         except OSError as exc:  # e.g. a full disk: this file fails, the batch goes on
             log.warning("could not keep a copy of %s: %s", source, exc)
             reason = (
@@ -144,7 +208,7 @@ class Library:
                 else f"its copy could not be written ({exc.strerror or exc})"
             )
             return [IngestResult(source=source, status="failed", message=f"{source} could not be saved: {reason}.")]
-        results = [self._store_parsed(doc, stored_path) for doc in parsed]
+        results = [self._store_parsed(doc, stored_path) for doc in parsed.documents]
         if keep_copy and any(r.status == "added" for r in results):
             # Another session may have deleted the last document using this very copy between our copy and our
             # insert (and removed the file). Deletes check and unlink under the store's lock; so do we.
@@ -152,7 +216,7 @@ class Library:
             with self.store.locked():
                 if not Path(stored_path).exists() and any(self.store.has_document(i) for i in added):
                     try:
-                        self._keep_file(path, parsed)
+                        self._keep_file(path)
                     except OSError as exc:
                         log.warning("could not keep a copy of %s: %s", source, exc)
         return results
@@ -164,7 +228,7 @@ class Library:
             self.embed_pending()
         return results
 
-    def _keep_file(self, path: Path, parsed: list[ParsedDocument]) -> str:
+    def _keep_file(self, path: Path) -> str:
         """Copy the original under its content hash: the database plus these files are the source of truth."""
         digest = hashlib.sha256()
         with path.open("rb") as handle:  # streamed: a file at the size limit is not held in memory
@@ -221,27 +285,12 @@ class Library:
     # ---- embeddings --------------------------------------------------------------------------------------
     def embed_pending(self, *, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> int:
         """Embed every chunk that has no vector yet, batch by batch; returns how many were embedded."""
-        total = self.store.pending_count()
-        done = 0
-        batch = self.settings.embed_batch_size
-        started = time.monotonic()
+        embedding = _EmbeddingRun(self, progress=progress, should_stop=should_stop or (lambda: False))
         try:
-            while not (should_stop and should_stop()):
-                pending = self.store.pending_chunks(batch)
-                if not pending:
-                    break
-                ids = [vid for vid, _ in pending]
-                vectors = self.embedder.encode_passages([text for _, text in pending])
-                self.store.set_embeddings(ids, vectors)
-                done += len(ids)
-                if progress:
-                    rate = done / max(time.monotonic() - started, 1e-6)
-                    left = max(total - done, 0) / rate if rate else 0
-                    progress(f"Embedding passages ({rate:.1f}/s, about {left:.0f} s left)", done, max(total, done))
+            embedding.embed(whole_batches_only=False, files_left=0)
         finally:
-            if done:
-                self.store.save_index()
-        return done
+            embedding.finish()
+        return embedding.done
 
     # ---- maintenance -------------------------------------------------------------------------------------
     def delete(self, document_id: str) -> DocumentRecord:
@@ -267,3 +316,56 @@ class Library:
 
     def documents(self) -> list[DocumentRecord]:
         return self.store.list_documents()
+
+
+class _EmbeddingRun:
+    """Embeds the store's chunks without a vector, a batch at a time, over one or more calls of :meth:`embed`
+    (one ingest interleaves them with storing files), counting and reporting as it goes; :meth:`finish` saves
+    the vector index once at the end."""
+
+    def __init__(
+        self,
+        library: Library,
+        *,
+        progress: Progress | None = None,
+        on_embedded: Embedded | None = None,
+        should_stop: Callable[[], bool],
+    ):
+        self.store = library.store
+        self.embedder = library.embedder
+        self.batch_size = library.settings.embed_batch_size
+        self.progress = progress
+        self.on_embedded = on_embedded
+        self.should_stop = should_stop
+        self.done = 0
+        self.started: float | None = None  # when the first batch began: the rate is the embedder's pace
+
+    def embed(self, *, whole_batches_only: bool, files_left: int) -> None:
+        """Embed pending chunks until none are left, or, with ``whole_batches_only``, until fewer than a batch
+        are (more files are coming to fill it: the batches stay the same as when embedding all at the end)."""
+        total = self.done + self.store.pending_count()  # known so far: the files still to read add to it
+        if self.on_embedded:
+            self.on_embedded(self.done, total)
+        while not self.should_stop():
+            pending = self.store.pending_chunks(self.batch_size)
+            if not pending or (whole_batches_only and len(pending) < self.batch_size):
+                return
+            started = self.started = self.started or time.monotonic()
+            ids = [vid for vid, _ in pending]
+            vectors = self.embedder.encode_passages([text for _, text in pending])
+            self.store.set_embeddings(ids, vectors)
+            self.done += len(ids)
+            total = max(total, self.done)
+            if self.on_embedded:
+                self.on_embedded(self.done, total)
+            if self.progress:
+                rate = self.done / max(time.monotonic() - started, 1e-6)
+                if files_left:  # the chunks still to come are unknown: no time estimate yet
+                    self.progress(f"Embedding passages ({rate:.1f}/s)", self.done, total)
+                else:
+                    left = (total - self.done) / rate if rate else 0
+                    self.progress(f"Embedding passages ({rate:.1f}/s, about {left:.0f} s left)", self.done, total)
+
+    def finish(self) -> None:
+        if self.done:
+            self.store.save_index()

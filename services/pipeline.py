@@ -7,10 +7,13 @@ runs in the app (:class:`services.library.Library` calls these), in a thread poo
 without pickling anything of ours.
 
     parse_batch(paths, settings)            -> parsed records   {"path", "document": ParsedDocument dict} or
-                                                                {"path", "error"}
+                                                                {"path", "error"} (one parser process a batch)
     chunk_batch(parsed, settings, counter)  -> document records {"document_id", ..., "chunks": [...]}
     embed_batch(documents, embedder)        -> the same records with "vectors" (one list per chunk)
     write_batch(store, documents)           -> IngestResult dicts
+
+The app's own ingest (:meth:`services.library.Library.ingest_files`) uses the same pieces one file at a time,
+with :class:`ParseAhead` parsing the next files on a background thread while the embedder works.
 
 Everything is idempotent by content id: a document's id is the hash of its text and a chunk's id the hash of
 its document, place and text, so running a batch twice, or two workers writing the same file, stores it once.
@@ -20,9 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +38,9 @@ from services.errors import DocQAError, EmptyDocument, FileTooLarge, Unsupported
 from services.models import ParsedDocument
 from services.store import NewChunk
 from services.store_api import Store
+
+if TYPE_CHECKING:
+    from services.ingest.sandbox import SandboxedParser
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +57,30 @@ def chunk_id(document_id: str, page: int, start: int, text: str) -> str:
 
 
 # ---- parse -----------------------------------------------------------------------------------------------
-def parse_path(
+# How many files the background parser may have read ahead of the one being chunked and embedded. Each waits
+# in memory as text, so a few are enough to keep the embedder from ever waiting on a parse.
+PARSE_AHEAD_FILES = 3
+STOP_CHECK_INTERVAL_S = 0.2  # how often a caller waiting for a parse asks whether to stop
+
+
+def sandboxed_parser(settings: Settings) -> SandboxedParser:
+    """One reusable parser process with the settings' limits; close it (``with``) when the batch is done."""
+    from services.ingest.sandbox import SandboxedParser
+
+    return SandboxedParser(timeout_s=settings.parse_timeout_s, memory_mb=settings.parse_memory_mb)
+
+
+@dataclass
+class ParsedFile:
+    """One file's parse: its documents (a CSV gives several), or the message saying why it could not be read."""
+
+    path: Path
+    source: str
+    documents: list[ParsedDocument] = field(default_factory=list)
+    error: str | None = None
+
+
+def parse_one_file(
     path: Path,
     settings: Settings,
     *,
@@ -55,9 +88,33 @@ def parse_path(
     text_column: str | None = None,
     id_column: str | None = None,
     date_column: str | None = None,
-) -> list[ParsedDocument]:
-    """Parse one file in the sandboxed parser (time and memory limits). Raises a :class:`DocQAError`."""
-    from services.ingest import SUPPORTED_EXTENSIONS, parse_file
+    parser: SandboxedParser | None = None,
+) -> ParsedFile:
+    """Parse one file in the sandboxed parser (time and memory limits): ``parser`` when given (a batch reuses
+    one), else a parser process of its own. Never raises for a bad file: a broken or hostile file fails alone,
+    with a message."""
+    try:
+        _check_file(path, settings, source)
+        with nullcontext(parser) if parser is not None else sandboxed_parser(settings) as chosen:
+            documents = chosen.parse(
+                path,
+                source_name=source,
+                text_column=text_column,
+                id_column=id_column,
+                date_column=date_column,
+                ocr=settings.ocr == "auto",
+            )
+    except DocQAError as exc:
+        return ParsedFile(path, source, error=exc.message)
+    except Exception as exc:  # a parser bug must not take the batch down
+        log.exception("unexpected failure parsing %s", source)
+        return ParsedFile(path, source, error=f"{source} could not be read ({exc}).")
+    return ParsedFile(path, source, documents)
+
+
+def _check_file(path: Path, settings: Settings, source: str) -> None:
+    """What can be refused without parsing: a missing file, an unsupported kind, a file over the size limit."""
+    from services.ingest import SUPPORTED_EXTENSIONS
 
     if not path.is_file():
         raise DocQAError(f"{source}: file not found.")
@@ -72,16 +129,6 @@ def parse_path(
         raise FileTooLarge(
             f"{source} is {size_mb:,.1f} MB, over the {settings.max_file_mb} MB limit (DOCQA_MAX_FILE_MB)."
         )
-    return parse_file(
-        path,
-        source_name=source,
-        text_column=text_column,
-        id_column=id_column,
-        date_column=date_column,
-        timeout_s=settings.parse_timeout_s,
-        memory_mb=settings.parse_memory_mb,
-        ocr=settings.ocr == "auto",
-    )
 
 
 def parse_batch(paths: Iterable[str | Path], settings: Settings) -> list[dict[str, Any]]:
@@ -89,20 +136,112 @@ def parse_batch(paths: Iterable[str | Path], settings: Settings) -> list[dict[st
     from services.library import safe_display_name
 
     out: list[dict[str, Any]] = []
-    for raw in paths:
-        path = Path(raw)
-        source = safe_display_name(path.name)
-        try:
-            docs = parse_path(path, settings, source=source)
-        except DocQAError as exc:
-            out.append({"path": str(path), "source": source, "error": exc.message})
-            continue
-        except Exception as exc:  # a parser bug must not take the batch down
-            log.exception("unexpected failure parsing %s", source)
-            out.append({"path": str(path), "source": source, "error": f"{source} could not be read ({exc})."})
-            continue
-        out.extend({"path": str(path), "source": source, "document": d.to_dict()} for d in docs)
+    with sandboxed_parser(settings) as parser:
+        for raw in paths:
+            path = Path(raw)
+            parsed = parse_one_file(path, settings, source=safe_display_name(path.name), parser=parser)
+            if parsed.error is not None:
+                out.append({"path": str(path), "source": parsed.source, "error": parsed.error})
+            out.extend({"path": str(path), "source": parsed.source, "document": d.to_dict()} for d in parsed.documents)
     return out
+
+
+class ParseAhead:
+    """Parse files in order on a background thread, up to ``depth`` files ahead of the caller.
+
+    The caller takes the files back in their order with :meth:`next_file` while it chunks, stores and embeds
+    the ones before: parsing happens in the sandboxed parser's child process, so it runs beside the embedder
+    instead of taking turns with it. One parser process serves the whole batch (see
+    :class:`services.ingest.sandbox.SandboxedParser` for what each file still gets of its own). :meth:`close`
+    (or leaving the ``with`` block) stops early: the parse in progress is killed, the thread ends, and no
+    parser process is left behind.
+
+        with ParseAhead([(path, "shown name"), ...], settings) as ahead:
+            for _ in files:
+                parsed = ahead.next_file()
+    """
+
+    def __init__(
+        self,
+        files: Sequence[tuple[Path, str]],
+        settings: Settings,
+        *,
+        text_column: str | None = None,
+        id_column: str | None = None,
+        date_column: str | None = None,
+        depth: int = PARSE_AHEAD_FILES,
+    ):
+        self._files = [(Path(path), source) for path, source in files]
+        self._settings = settings
+        self._columns = {"text_column": text_column, "id_column": id_column, "date_column": date_column}
+        self._depth = max(depth, 1)
+        self._parser = sandboxed_parser(settings)
+        self._parsed: deque[ParsedFile] = deque()
+        self._taken = 0
+        self._changed = threading.Condition()
+        self._stopping = False
+        self._finished = False
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._parse_all, name="docqa-parse-ahead", daemon=True)
+
+    def __enter__(self) -> ParseAhead:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def next_file(self, should_stop: Callable[[], bool] | None = None) -> ParsedFile | None:
+        """The next file's parse, in the order given; waits for it when the parser has not got there yet.
+        None when ``should_stop`` turned true while waiting (it is asked a few times a second)."""
+        if self._taken >= len(self._files):
+            raise IndexError("every file has been taken already")
+        if self._thread.ident is None:
+            raise RuntimeError("ParseAhead parses inside a with block")
+        with self._changed:
+            while not self._parsed and not self._finished:
+                if should_stop and should_stop():
+                    return None
+                self._changed.wait(timeout=STOP_CHECK_INTERVAL_S if should_stop else None)
+            if not self._parsed:
+                raise self._failure or RuntimeError("the parser thread stopped before this file")
+            parsed = self._parsed.popleft()
+            self._changed.notify_all()
+        self._taken += 1
+        return parsed
+
+    def close(self) -> None:
+        """Stop parsing (killing a parse in progress) and wait for the thread. Safe to call twice."""
+        with self._changed:
+            self._stopping = True
+            self._parsed.clear()
+            self._changed.notify_all()
+        self._parser.cancel()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._parser.close()
+
+    def _parse_all(self) -> None:
+        try:
+            for path, source in self._files:
+                with self._changed:
+                    while len(self._parsed) >= self._depth and not self._stopping:
+                        self._changed.wait()
+                    if self._stopping:
+                        return
+                parsed = parse_one_file(path, self._settings, source=source, parser=self._parser, **self._columns)
+                with self._changed:
+                    if self._stopping:
+                        return
+                    self._parsed.append(parsed)
+                    self._changed.notify_all()
+        except BaseException as exc:  # handed to the caller, who raises it from next_file()
+            self._failure = exc
+        finally:
+            with self._changed:
+                self._finished = True
+                self._changed.notify_all()
+            self._parser.close()
 
 
 # ---- chunk -----------------------------------------------------------------------------------------------

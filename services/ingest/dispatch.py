@@ -139,7 +139,7 @@ def parse_path(
     name = source_name or path.name
     kind = kind_of(path, name)
     check_content(path, name, kind)
-    _test_hook()
+    _test_hook(name)
     if kind == "pdf":
         from services.ingest import pdf
 
@@ -176,8 +176,13 @@ def _finish(document: ParsedDocument, name: str) -> ParsedDocument:
     return document
 
 
-def _test_hook() -> None:
-    """Tests simulate a parser stuck in an endless loop (or a hostile file) with DOCQA_TEST_PARSER_SLEEP."""
+def _test_hook(name: str) -> None:
+    """Tests simulate a parser stuck in an endless loop (or a hostile file) with DOCQA_TEST_PARSER_SLEEP, or
+    one that needs too much memory with DOCQA_TEST_PARSER_ALLOCATE_MB; with DOCQA_TEST_PARSER_ONLY (a shown
+    file name), only that file of a batch behaves so."""
+    only = os.environ.get("DOCQA_TEST_PARSER_ONLY")
+    if only and only != name:
+        return
     seconds = os.environ.get("DOCQA_TEST_PARSER_SLEEP")
     if seconds:
         import time

@@ -1,9 +1,12 @@
-"""The parser process: ``python -m services.ingest.worker`` reads one JSON request on stdin, writes one JSON
-result on stdout. Limits are set before any parser is imported. Started by :mod:`services.ingest.sandbox`.
+"""The parser process: ``python -m services.ingest.worker --memory-mb M --timeout-s T --max-files N`` reads
+JSON requests on stdin, one per line, and writes one JSON result line on stdout for each, until stdin closes.
+Limits are set before any parser is imported. Started by :mod:`services.ingest.sandbox`, which sends a child at
+most N files and replaces it after any failure that might have left it in a bad state.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -14,9 +17,15 @@ from typing import Any, BinaryIO
 
 # Share of the wall-clock timeout OCR may use; the rest is for text extraction and sending the result back.
 _OCR_SHARE = 0.8
+# CPU seconds a file may use beyond its wall-clock timeout before the kernel ends the child (SIGXCPU).
+_CPU_MARGIN_S = 10
 
 
-def _set_limits(memory_mb: int, timeout_s: float) -> None:
+def _cpu_seconds_per_file(timeout_s: float) -> int:
+    return math.ceil(timeout_s) + _CPU_MARGIN_S
+
+
+def _set_limits(memory_mb: int, timeout_s: float, max_files: int) -> None:
     try:
         import resource
     except ImportError:  # not on this platform (Windows): the parent's timeout still applies
@@ -35,9 +44,28 @@ def _set_limits(memory_mb: int, timeout_s: float) -> None:
 
     limit(resource.RLIMIT_AS, memory_mb * 1024 * 1024)
     # CPU time backs up the parent's wall-clock timeout (SIGXCPU ends a child whose parent was itself stopped).
-    cpu = math.ceil(timeout_s) + 10
-    limit(resource.RLIMIT_CPU, cpu, cpu + 5)
+    # The soft limit is moved before each file (_limit_cpu_for_next_file); the hard one covers all of them.
+    per_file = _cpu_seconds_per_file(timeout_s)
+    limit(resource.RLIMIT_CPU, per_file, max(max_files, 1) * per_file + 5)
     limit(resource.RLIMIT_CORE, 0)
+
+
+def _limit_cpu_for_next_file(timeout_s: float) -> None:
+    """Give the next file its own CPU-time budget: the soft limit is what this process used so far plus one
+    file's share (never above the hard limit, which only ever goes down)."""
+    try:
+        import resource
+    except ImportError:
+        return
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    wanted = math.ceil(usage.ru_utime + usage.ru_stime) + _cpu_seconds_per_file(timeout_s)
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (wanted, hard))
+    except (ValueError, OSError):
+        pass
 
 
 def _private_stdout() -> BinaryIO:
@@ -49,6 +77,7 @@ def _private_stdout() -> BinaryIO:
 
 
 def _encode(payload: dict[str, Any]) -> bytes:
+    """One line of JSON (json.dumps escapes newlines inside strings, so the result never contains one)."""
     try:
         return json.dumps(payload, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
@@ -56,12 +85,12 @@ def _encode(payload: dict[str, Any]) -> bytes:
         return json.dumps(payload).encode("ascii")
 
 
-def _run(request: dict[str, Any]) -> dict[str, Any]:
+def _run(request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     from services.errors import DocQAError
     from services.ingest.dispatch import parse_path
 
     name = request.get("source_name") or os.path.basename(request["path"])
-    deadline = time.monotonic() + float(request["timeout_s"]) * _OCR_SHARE
+    deadline = time.monotonic() + timeout_s * _OCR_SHARE
     try:
         documents = parse_path(
             request["path"],
@@ -88,18 +117,28 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
         }
 
 
-def main() -> int:
-    out = _private_stdout()
-    request = json.loads(sys.stdin.buffer.read().decode("utf-8"))
-    _set_limits(int(request["memory_mb"]), float(request["timeout_s"]))
-    payload = _run(request)
+def _answer(request_line: bytes, timeout_s: float) -> bytes:
     try:
-        encoded = _encode(payload)
+        payload = _run(json.loads(request_line.decode("utf-8")), timeout_s)
+        return _encode(payload)
     except MemoryError:
-        encoded = b'{"ok": false, "error": "ParseMemoryExceeded", "message": ""}'
-    del payload
-    out.write(encoded)
-    out.flush()
+        return b'{"ok": false, "error": "ParseMemoryExceeded", "message": ""}'
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Parse files sent as JSON lines on stdin (one child, many files).")
+    parser.add_argument("--memory-mb", type=int, required=True)
+    parser.add_argument("--timeout-s", type=float, required=True)
+    parser.add_argument("--max-files", type=int, required=True)
+    args = parser.parse_args(argv)
+    out = _private_stdout()
+    _set_limits(args.memory_mb, args.timeout_s, args.max_files)
+    for request_line in sys.stdin.buffer:
+        if not request_line.strip():
+            continue
+        _limit_cpu_for_next_file(args.timeout_s)
+        out.write(_answer(request_line, args.timeout_s) + b"\n")
+        out.flush()
     return 0
 
 

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 from services.app_services import AppServices
 from services.jobs import QueuedFile
 from tests.helpers import hostile
+from tests.helpers.processes import parser_processes
 from tests.reliability.conftest import close_services, open_services
 from tests.ui.ui_helpers import HashEmbeddings, button, start_app, unescape, wait_idle
 
@@ -176,10 +177,7 @@ def test_the_library_stays_consistent_and_keeps_serving(batch: Batch) -> None:
     batch.at.run()  # the page still renders, with the list
     assert not batch.at.exception
     assert [t.value for t in batch.at.title] == ["Library"]
-    parsers = [
-        p for p in psutil.Process().children(recursive=True) if "services.ingest.worker" in " ".join(p.cmdline())
-    ]
-    assert parsers == []  # no parser left running
+    assert parser_processes() == []  # no parser left running
 
 
 @pytest.mark.slow

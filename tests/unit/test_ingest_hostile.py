@@ -9,7 +9,6 @@ import zlib
 from pathlib import Path
 
 import docx
-import psutil
 import pytest
 from pypdf import PdfReader, PdfWriter
 
@@ -26,6 +25,7 @@ from services.errors import (
 from services.ingest import docx as docx_parser
 from services.ingest import parse_file, parse_file_inprocess, sandbox
 from tests.helpers.hostile import assemble_pdf
+from tests.helpers.processes import parser_processes
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x02\x00\x00\x00" + bytes(200)
 ELF = b"\x7fELF\x02\x01\x01\x00" + bytes(8) + b"\x02\x00\x3e\x00" + bytes(200)
@@ -72,17 +72,6 @@ def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
     path = tmp_path / name
     path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
     return path
-
-
-def worker_children() -> list[psutil.Process]:
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "services.ingest.worker" in " ".join(child.cmdline()):
-                found.append(child)
-        except psutil.Error:
-            continue
-    return found
 
 
 # --- PDF -----------------------------------------------------------------------------------------------------
@@ -303,7 +292,7 @@ def test_endless_parser_is_killed_and_parent_stays_fine(tmp_path: Path, monkeypa
     assert caught.value.message == (
         "stuck.txt took longer than 1 s to read and was stopped: the file may be broken or hostile"
     )
-    assert worker_children() == []
+    assert parser_processes() == []
     monkeypatch.delenv("DOCQA_TEST_PARSER_SLEEP")
     assert parse_file(path)[0].pages[0].text == "some text"
 
