@@ -507,6 +507,8 @@ class PgVectorStore:
             " ORDER BY ordinal ON CONFLICT (id) DO NOTHING RETURNING vector_id, id",
             (document_id,),
         ).fetchall()
+        if not inserted:  # every chunk was stored already
+            return
         copy_rows(
             db, "postings", POSTING_COLUMNS, (p for vid, cid in inserted for p in posting_rows(vid, tokens_of[cid]))
         )
