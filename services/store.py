@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     end INTEGER NOT NULL,
     text TEXT NOT NULL,
     tokens INTEGER NOT NULL DEFAULT 0,
-    embedding BLOB
+    embedding BLOB,
+    words TEXT  -- the passage's possible topic keywords, space-separated (NULL: not read yet)
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
 CREATE INDEX IF NOT EXISTS chunks_pending ON chunks(vector_id) WHERE embedding IS NULL;
@@ -117,6 +118,18 @@ class ChunkRecord:
     start: int
     end: int
     text: str
+    words: list[str] | None = None  # possible topic keywords (filled by iter_embeddings), None: not stored
+
+
+def split_words(stored: str | None) -> list[str] | None:
+    """A chunk's stored topic words (space-separated) as a list; None when they were never stored."""
+    if stored is None:
+        return None
+    return stored.split(" ") if stored else []
+
+
+def join_words(words: Sequence[str] | None) -> str | None:
+    return None if words is None else " ".join(words)
 
 
 @dataclass
@@ -128,6 +141,8 @@ class NewChunk:
     text: str
     tokens: int
     terms: list[str] = field(default_factory=list)
+    # Possible topic keywords, read once at ingest (segmenting Chinese is the slowest step of a topic build).
+    words: list[str] | None = None
 
 
 def _now() -> str:
@@ -206,8 +221,16 @@ class LibraryStore:
         self._df_cache = DocumentFrequencyCache()
         with self._lock, self._file_lock:
             self._connect().executescript(_SCHEMA)  # executescript commits on its own
+            self._add_missing_columns()
         with self.writing() as db:
             self._check_manifest(db)
+
+    def _add_missing_columns(self) -> None:
+        """Libraries made before a column existed get it (empty), so they open without a rebuild."""
+        db = self._connect()
+        have = {r[1] for r in db.execute("PRAGMA table_info(chunks)")}
+        if "words" not in have:
+            db.execute("ALTER TABLE chunks ADD COLUMN words TEXT")
 
     # ---- connections and locking -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -374,9 +397,19 @@ class LibraryStore:
             )
             for ordinal, chunk in enumerate(chunks):
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO chunks(id, document_id, ordinal, page, start, end, text, tokens)"
-                    " VALUES (?,?,?,?,?,?,?,?)",
-                    (chunk.id, document_id, ordinal, chunk.page, chunk.start, chunk.end, chunk.text, chunk.tokens),
+                    "INSERT OR IGNORE INTO chunks(id, document_id, ordinal, page, start, end, text, tokens, words)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        chunk.id,
+                        document_id,
+                        ordinal,
+                        chunk.page,
+                        chunk.start,
+                        chunk.end,
+                        chunk.text,
+                        chunk.tokens,
+                        join_words(chunk.words),
+                    ),
                 )
                 if cur.rowcount:
                     db.execute(
@@ -515,6 +548,12 @@ class LibraryStore:
     def pending_count(self) -> int:
         return self._read().execute("SELECT COUNT(*) FROM chunks WHERE embedding IS NULL").fetchone()[0]
 
+    def set_chunk_words(self, words: dict[str, Sequence[str]]) -> None:
+        """Store the topic words of chunks read after ingest (libraries made before words were stored);
+        chunks deleted meanwhile are skipped."""
+        with self.writing() as db:
+            db.executemany("UPDATE chunks SET words=? WHERE id=?", [(join_words(w), cid) for cid, w in words.items()])
+
     def set_embeddings(self, vector_ids: Sequence[int], vectors: np.ndarray) -> None:
         """Store vectors for chunks (skipping chunks deleted meanwhile) and mark finished documents ready."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -554,11 +593,11 @@ class LibraryStore:
             where += f" AND c.document_id IN ({marks})"
             args = list(document_ids)
         rows = db.execute(
-            f"SELECT {self._CHUNK_COLUMNS}, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id"
+            f"SELECT {self._CHUNK_COLUMNS}, c.embedding, c.words FROM chunks c JOIN documents d ON d.id = c.document_id"
             f" WHERE {where} ORDER BY c.vector_id",
             args,
         ).fetchall()
-        chunks = [ChunkRecord(*r[:10]) for r in rows]
+        chunks = [ChunkRecord(*r[:10], words=split_words(r[11])) for r in rows]
         vectors = np.zeros((len(rows), self.dimension), dtype=np.float32)
         for i, r in enumerate(rows):
             vectors[i] = np.frombuffer(r[10], dtype=np.float32)

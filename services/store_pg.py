@@ -34,7 +34,16 @@ import numpy as np
 
 from services.errors import DocumentNotFound, EmbeddingModelMismatch, StoreUnavailable
 from services.keyword_budget import DEFAULT_POSTINGS_BUDGET, DocumentFrequencyCache, terms_within_budget
-from services.store import SCHEMA_VERSION, ChunkRecord, DocumentRecord, NewChunk, _now, date_range_where
+from services.store import (
+    SCHEMA_VERSION,
+    ChunkRecord,
+    DocumentRecord,
+    NewChunk,
+    _now,
+    date_range_where,
+    join_words,
+    split_words,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +103,10 @@ CHUNK_COLUMNS: Columns = (
 )
 POSTING_COLUMNS: Columns = (("term", "text"), ("vector_id", "int8"), ("tf", "int4"), ("dl", "int4"))
 # What add_document stages before its INSERT ... ON CONFLICT: the chunk columns it knows (no vector id, no
-# document id, no vector yet).
-_STAGED_CHUNK_COLUMNS: Columns = tuple(
-    c for c in CHUNK_COLUMNS if c[0] not in ("vector_id", "document_id", "embedding")
+# document id, no vector yet) and the passage's topic words (which a bulk load leaves to the first topic build).
+_STAGED_CHUNK_COLUMNS: Columns = (
+    *(c for c in CHUNK_COLUMNS if c[0] not in ("vector_id", "document_id", "embedding")),
+    ("words", "text"),
 )
 _STAGED_EMBEDDING_COLUMNS: Columns = (("vector_id", "int8"), ("embedding", "vector"))
 # Per-connection staging tables (temporary, emptied at every commit), so that rows can arrive by COPY and still
@@ -180,6 +190,9 @@ def _schema(dimension: int) -> list[str]:
             text TEXT NOT NULL, tokens INTEGER NOT NULL DEFAULT 0,
             terms TEXT NOT NULL DEFAULT '', term_count INTEGER NOT NULL DEFAULT 0,
             embedding vector({dim}))""",
+        # The passage's possible topic keywords, space-separated (NULL: not read yet); libraries made before
+        # the column existed get it here.
+        "ALTER TABLE chunks ADD COLUMN IF NOT EXISTS words TEXT",
         "CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id)",
         "CREATE INDEX IF NOT EXISTS chunks_pending ON chunks(vector_id) WHERE embedding IS NULL",
         f"""CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks
@@ -497,7 +510,18 @@ class PgVectorStore:
             "chunk_staging",
             _STAGED_CHUNK_COLUMNS,
             (
-                (c.id, ordinal, c.page, c.start, c.end, c.text, c.tokens, " ".join(c.terms), len(tokens_of[c.id]))
+                (
+                    c.id,
+                    ordinal,
+                    c.page,
+                    c.start,
+                    c.end,
+                    c.text,
+                    c.tokens,
+                    " ".join(c.terms),
+                    len(tokens_of[c.id]),
+                    join_words(c.words),
+                )
                 for ordinal, c in enumerate(chunks)
             ),
         )
@@ -649,6 +673,18 @@ class PgVectorStore:
                 (ids,),
             )
 
+    def set_chunk_words(self, words: dict[str, Sequence[str]]) -> None:
+        """Store the topic words of chunks read after ingest; chunks deleted meanwhile are skipped."""
+        if not words:
+            return
+        ids = list(words)
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE chunks c SET words = u.words FROM unnest(%s::text[], %s::text[]) AS u(id, words)"
+                " WHERE c.id = u.id",
+                (ids, [join_words(words[i]) for i in ids]),
+            )
+
     def iter_embeddings(self, document_ids: Sequence[str] | None = None) -> tuple[list[ChunkRecord], np.ndarray]:
         """All embedded chunks (optionally of some documents) with their vectors, for topics."""
         where, args = "c.embedding IS NOT NULL", []
@@ -658,13 +694,13 @@ class PgVectorStore:
         rows = (
             self._connect()
             .execute(
-                f"SELECT {_CHUNK_COLUMNS}, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id"
-                f" WHERE {where} ORDER BY c.vector_id",
+                f"SELECT {_CHUNK_COLUMNS}, c.embedding, c.words FROM chunks c JOIN documents d"
+                f" ON d.id = c.document_id WHERE {where} ORDER BY c.vector_id",
                 args,
             )
             .fetchall()
         )
-        chunks = [ChunkRecord(*r[:10]) for r in rows]
+        chunks = [ChunkRecord(*r[:10], words=split_words(r[11])) for r in rows]
         vectors = np.zeros((len(rows), self.dimension), dtype=np.float32)
         for i, r in enumerate(rows):
             vectors[i] = r[10].to_numpy()

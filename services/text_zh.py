@@ -15,12 +15,13 @@ import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 __all__ = [
     "CHINESE_STOP_WORDS",
     "detect_script",
+    "detect_scripts",
     "display_analyzer",
     "display_tokens",
     "is_han",
@@ -174,27 +175,56 @@ def detect_script(text: str) -> str:
     how many s2tw changes (Simplified-only ones); text using only shared characters (中文, 人口) cannot be
     told apart and is reported as "zh-Hant", the app's first language.
     """
-    if not text:
-        return "unknown"
-    sample = text[:20000]  # plenty to decide; keeps detection cheap on whole books
-    han_chars = _HAN_RE.findall(sample)
-    n_han = len(han_chars)
-    n_latin = len(_LATIN_RE.findall(sample))
-    if n_han + n_latin == 0:
-        return "unknown"
-    share = n_han / (n_han + n_latin)
-    if share <= 0.05:
-        return "en"
-    if share < 0.6:
-        return "mixed"
-    han = "".join(han_chars)
-    simp = _convert_same_length(han, "t2s.json")
-    trad = _convert_same_length(han, "s2tw.json")
-    n_trad_only = sum(a != b for a, b in zip(han, simp, strict=True))
-    n_simp_only = sum(a != b for a, b in zip(han, trad, strict=True))
-    if n_simp_only > n_trad_only:
-        return "zh-Hans"
-    return "zh-Hant"
+    return detect_scripts([text])[0]
+
+
+_SCRIPT_SAMPLE_CHARS = 20000  # plenty to decide; keeps detection cheap on whole books
+
+
+def detect_scripts(texts: Sequence[str]) -> list[str]:
+    """:func:`detect_script` of each text, with one OpenCC pass per direction over all their Han
+    characters together instead of two per text (20,000 passages: ~7 s → well under a second)."""
+    samples = [(t or "")[:_SCRIPT_SAMPLE_CHARS] for t in texts]
+    out: list[str] = []
+    chinese: list[tuple[int, str]] = []  # (position in out, the text's Han characters)
+    for sample in samples:
+        han = "".join(_HAN_RE.findall(sample))
+        n_latin = len(_LATIN_RE.findall(sample))
+        if not han and not n_latin:
+            out.append("unknown")
+            continue
+        share = len(han) / (len(han) + n_latin)
+        out.append("en" if share <= 0.05 else "mixed" if share < 0.6 else "")
+        if out[-1] == "":
+            chinese.append((len(out) - 1, han))
+    if chinese:
+        import numpy as np
+
+        parts = [h for _i, h in chinese]
+        original = _code_points("".join(parts))
+        trad_only = original != _code_points(_convert_parts(parts, "t2s.json"))
+        simp_only = original != _code_points(_convert_parts(parts, "s2tw.json"))
+        bounds = np.cumsum([0] + [len(h) for h in parts])
+        for (i, _h), lo, hi in zip(chinese, bounds[:-1], bounds[1:], strict=True):
+            n_trad_only, n_simp_only = int(trad_only[lo:hi].sum()), int(simp_only[lo:hi].sum())
+            out[i] = "zh-Hans" if n_simp_only > n_trad_only else "zh-Hant"
+    return out
+
+
+def _convert_parts(parts: Sequence[str], config: str) -> str:
+    """The conversion of ``"".join(parts)`` with every part keeping its length: one OpenCC call, or one
+    per part when a phrase conversion somewhere changed the length."""
+    joined = "".join(parts)
+    out: str = _converter(config).convert(joined)
+    if len(out) == len(joined):
+        return out
+    return "".join(_convert_same_length(p, config) for p in parts)
+
+
+def _code_points(text: str) -> Any:
+    import numpy as np
+
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
 # --------------------------------------------------------------------------------------------------

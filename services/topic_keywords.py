@@ -64,3 +64,12 @@ def not_traditional(words: list[str]) -> list[str]:
 
     conv = _converter("s2tw.json")
     return [w for w in dict.fromkeys(words) if w and conv.convert(w) != w]
+
+
+def passage_words(text: str) -> list[str]:
+    """The words of a passage that may become topic keywords: its display tokens (Chinese in the text's own
+    script, English lower-cased) less numerals and over-long tokens. Read once per passage at ingest and
+    stored, because segmenting Chinese is the slowest step of a topic build."""
+    from services.text_zh import display_tokens
+
+    return [w for w in display_tokens(text or "") if is_keyword(w) and not any(c.isspace() for c in w)]

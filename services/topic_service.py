@@ -37,6 +37,7 @@ class TopicItems:
     vectors: np.ndarray
     document_of: dict[str, str]  # item id -> document id
     chunks: list[ChunkRecord]
+    words: list[list[str] | None]  # each item's possible keywords as stored at ingest (None: not stored)
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
@@ -48,6 +49,11 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
 def library_items(store: Store, level: str) -> TopicItems:
     """The library as topic items: whole documents (mean of their chunk vectors) or single chunks."""
     chunks, vectors = store.iter_embeddings()
+    return items_of(chunks, vectors, level, store.dimension)
+
+
+def items_of(chunks: list[ChunkRecord], vectors: np.ndarray, level: str, dimension: int) -> TopicItems:
+    """Embedded chunks (rows of ``vectors``) as topic items at ``level`` ("chunks" or "documents")."""
     if level == "chunks":
         return TopicItems(
             ids=[c.id for c in chunks],
@@ -55,23 +61,38 @@ def library_items(store: Store, level: str) -> TopicItems:
             vectors=vectors,
             document_of={c.id: c.document_id for c in chunks},
             chunks=chunks,
+            words=[c.words for c in chunks],
         )
     rows: dict[str, list[int]] = defaultdict(list)
     for i, c in enumerate(chunks):
         rows[c.document_id].append(i)
     ids = list(rows)
-    texts, doc_vectors = [], np.zeros((len(ids), store.dimension), dtype=np.float32)
+    texts: list[str] = []
+    words: list[list[str] | None] = []
+    doc_vectors = np.zeros((len(ids), dimension), dtype=np.float32)
     for n, doc_id in enumerate(ids):
         idx = rows[doc_id]
         doc_vectors[n] = vectors[idx].mean(axis=0)
-        text, used = [], 0
+        text: list[str] = []
+        doc_words: list[str] | None = []
+        used = 0
         for i in idx:
             if used >= DOCUMENT_TEXT_CHARS:
                 break
             text.append(chunks[i].text)
             used += len(chunks[i].text)
+            stored = chunks[i].words
+            doc_words = None if stored is None or doc_words is None else doc_words + stored
         texts.append("\n".join(text))
-    return TopicItems(ids=ids, texts=texts, vectors=_unit(doc_vectors), document_of={d: d for d in ids}, chunks=chunks)
+        words.append(doc_words)
+    return TopicItems(
+        ids=ids,
+        texts=texts,
+        vectors=_unit(doc_vectors),
+        document_of={d: d for d in ids},
+        chunks=chunks,
+        words=words,
+    )
 
 
 @dataclass
@@ -136,14 +157,14 @@ class TopicService:
         if not self._build_lock.acquire(blocking=False):
             raise TopicsUnavailable("A topic build is already running for this library; wait for it to finish.")
         try:
-            counts = self.store.counts()
-            if self.store.pending_count():
-                log.info(
-                    "%d passages are still being embedded; topics use the embedded ones", self.store.pending_count()
-                )
-            n_docs = len({c.document_id for c in self.store.iter_embeddings()[0]}) if counts["embedded"] else 0
-            level = resolve_level(params.level, n_docs, counts["embedded"])
-            items = library_items(self.store, level)
+            pending = self.store.pending_count()
+            if pending:
+                log.info("%d passages are still being embedded; topics use the embedded ones", pending)
+            chunks, vectors = self.store.iter_embeddings()
+            self._read_missing_words(chunks, progress)
+            n_docs = len({c.document_id for c in chunks})
+            level = resolve_level(params.level, n_docs, len(chunks))
+            items = items_of(chunks, vectors, level, self.store.dimension)
             if not items.ids:
                 raise TopicsUnavailable(
                     "The library has no embedded passages yet: add documents (or wait for embedding to finish)."
@@ -163,11 +184,28 @@ class TopicService:
                 progress=fit_progress,
                 labeler=self._labeler_for(items.texts),
                 embedder=word_embedder,
+                words=items.words,
             )
             save_topics(result, self.directory)
             return result
         finally:
             self._build_lock.release()
+
+    def _read_missing_words(self, chunks: Sequence[ChunkRecord], progress: Progress | None) -> None:
+        """Read and store the topic words of passages ingested before words were stored with them, once:
+        later builds (and other app servers) read them from the store."""
+        from services.topic_keywords import passage_words
+
+        missing = [c for c in chunks if c.words is None]
+        if not missing:
+            return
+        step = max(1, len(missing) // 50)
+        for i, chunk in enumerate(missing):
+            if progress and i % step == 0:
+                progress(f"Reading the words of older passages ({i + 1:,} of {len(missing):,}, once)", i, len(missing))
+            chunk.words = passage_words(chunk.text)
+        for start in range(0, len(missing), 5000):
+            self.store.set_chunk_words({c.id: c.words or [] for c in missing[start : start + 5000]})
 
     def load(self) -> TopicResult | None:
         from services.topics_store import load_topics
@@ -233,7 +271,14 @@ class TopicService:
         from services.topics import merge_topics
 
         items = library_items(self.store, result.params.level)
-        out = merge_topics(result, list(topic_ids), item_ids=items.ids, texts=items.texts, embeddings=items.vectors)
+        out = merge_topics(
+            result,
+            list(topic_ids),
+            item_ids=items.ids,
+            texts=items.texts,
+            embeddings=items.vectors,
+            words=items.words,
+        )
         self.save(out)
         return out
 
@@ -242,7 +287,9 @@ class TopicService:
         from services.topics import reduce_outliers
 
         items = library_items(self.store, result.params.level)
-        out = reduce_outliers(result, item_ids=items.ids, embeddings=items.vectors, texts=items.texts)
+        out = reduce_outliers(
+            result, item_ids=items.ids, embeddings=items.vectors, texts=items.texts, words=items.words
+        )
         self.save(out)
         return out
 

@@ -229,17 +229,25 @@ def _aligned(
 
 
 def _update_keywords(
-    out: TopicResult, topic_ids: set[int], ids: list[str], texts: Sequence[str], old_labels: dict[int, str]
+    out: TopicResult,
+    topic_ids: set[int],
+    ids: list[str],
+    texts: Sequence[str],
+    old_labels: dict[int, str],
+    words: Sequence[Sequence[str] | None] | None = None,
 ) -> None:
     """Re-run c-TF-IDF over the current grouping and refresh the keywords (and keyword-made labels) of
-    ``topic_ids``. Items without an assignment are ignored."""
-    pairs = [(i, t) for i, t in zip(ids, texts, strict=True) if i in out.assignments]
-    tokens = _tokenize([t for _i, t in pairs], None, 0.0, 1.0)
-    labels = [out.assignments[i] for i, _t in pairs]
-    words = _ctfidf_keywords(tokens, labels, out.params.min_topic_size or 2)
+    ``topic_ids``. Items without an assignment are ignored. ``words``: the items' stored words, if any."""
+    if words is not None and len(words) != len(ids):
+        raise TopicsUnavailable(f"Got {len(words)} word lists for {len(ids)} items.")
+    rows = [r for r, i in enumerate(ids) if i in out.assignments]
+    stored = [words[r] for r in rows] if words is not None else None
+    tokens = _tokenize([texts[r] for r in rows], None, 0.0, 1.0, stored)
+    labels = [out.assignments[ids[r]] for r in rows]
+    by_topic = _ctfidf_keywords(tokens, labels, out.params.min_topic_size or 2)
     for t in topic_ids:
         topic = out.topic(t)
-        kw = words.get(t, [])
+        kw = by_topic.get(t, [])
         topic.keywords = [w for w, _s in kw]
         topic.keyword_scores = [round(s, 6) for _w, s in kw]
         if old_labels.get(t) is None or topic.label == old_labels[t]:
@@ -253,6 +261,7 @@ def merge_topics(
     item_ids: list[str] | None = None,
     texts: list[str] | None = None,
     embeddings: np.ndarray | None = None,
+    words: Sequence[Sequence[str] | None] | None = None,
 ) -> TopicResult:
     """A copy of ``result`` with ``topic_ids`` merged into the smallest of those ids (other ids stay).
 
@@ -313,7 +322,7 @@ def merge_topics(
             merged.representative_ids = [ids[members[j]] for j in order[:N_REPRESENTATIVES]]
             merged.min_similarity = _join_floor(sims)
     if texts_ is not None:
-        _update_keywords(out, {target}, ids, texts_, {})
+        _update_keywords(out, {target}, ids, texts_, {}, words)
     if custom_label:
         merged.label = biggest.label
     elif texts_ is None:
@@ -329,6 +338,7 @@ def reduce_outliers(
     item_ids: list[str],
     embeddings: np.ndarray,
     texts: list[str] | None = None,
+    words: Sequence[Sequence[str] | None] | None = None,
 ) -> TopicResult:
     """A copy of ``result`` where every outlier among ``item_ids`` (rows of ``embeddings``) joins the
     topic with the nearest centroid. With ``texts`` (aligned), the keywords of the topics that grew are
@@ -362,7 +372,7 @@ def reduce_outliers(
         out.topic_embeddings = out.topic_embeddings[keep]
     out.params = replace(out.params, reduce_outliers=True)
     if texts_ is not None:
-        _update_keywords(out, grown, ids, texts_, old_labels)
+        _update_keywords(out, grown, ids, texts_, old_labels, words)
     _sort_topics(out)
     _refresh_derived(out)
     return out

@@ -130,3 +130,24 @@ def test_filters_restrict_both_signals(store):
 
 def test_fts_query_neutralises_syntax():
     assert fts_query(['a"b', "OR", "NEAR(x", 'a"b']) == '"a""b" OR "OR" OR "NEAR(x"'
+
+
+def test_a_library_made_before_topic_words_opens_and_reads_them_as_missing(tmp_path):
+    import sqlite3
+
+    folder = tmp_path / "old"
+    s = LibraryStore(folder, "fake-model", DIM)
+    add_doc(s, "a", ["typhoon warning", "night market"])
+    embed_all(s)
+    s.close()
+    db = sqlite3.connect(folder / "library.sqlite3")
+    db.execute("ALTER TABLE chunks DROP COLUMN words")  # what a library of the previous version looks like
+    db.commit()
+    db.close()
+    reopened = LibraryStore(folder, "fake-model", DIM)
+    chunks, vectors = reopened.iter_embeddings()
+    assert [c.text for c in chunks] == ["typhoon warning", "night market"] and len(vectors) == 2
+    assert [c.words for c in chunks] == [None, None]
+    add_doc(reopened, "b", ["new passage"])  # and it can be written to again
+    assert reopened.get_document("b").chunks == 1
+    reopened.close()

@@ -104,6 +104,30 @@ def test_add_get_list_and_pages(store):
         store.get_document("zzz")
 
 
+def test_topic_words_are_stored_with_their_chunks(store):
+    chunks = [
+        NewChunk(id="a-0", page=1, start=0, end=6, text="颱風警報 發布", tokens=3, terms=["台风"], words=["颱風"]),
+        NewChunk(id="a-1", page=1, start=7, end=9, text="12", tokens=1, terms=[], words=[]),
+        NewChunk(id="a-2", page=1, start=10, end=14, text="夜市", tokens=1, terms=["夜市"]),
+    ]
+    store.add_document(
+        document_id="a",
+        source="a.txt",
+        kind="txt",
+        title="a",
+        file_path=None,
+        pages=[(1, "颱風警報 發布 12 夜市")],
+        chunks=chunks,
+        script="zh-Hant",
+    )
+    embed_all(store)
+    got, _vectors = store.iter_embeddings()
+    # A chunk whose words were never read (None) is told apart from one with no keywords ([]).
+    assert [c.words for c in got] == [["颱風"], [], None]
+    store.set_chunk_words({"a-2": ["夜市"], "gone": ["x"]})  # words read later; a deleted chunk is skipped
+    assert [c.words for c in store.iter_embeddings()[0]] == [["颱風"], [], ["夜市"]]
+
+
 def test_same_content_id_is_not_added_twice(store):
     assert add_doc(store, "a", ["one two"])
     assert not add_doc(store, "a", ["one two"])

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from services import text_zh
 from services.text_zh import (
     detect_script,
+    detect_scripts,
     display_analyzer,
     display_tokens,
     keyword_analyzer,
@@ -85,6 +86,24 @@ def test_normalize_is_idempotent_and_clean(text: str) -> None:
 # --------------------------------------------------------------------------------------------------
 # detect_script
 # --------------------------------------------------------------------------------------------------
+
+
+SCRIPT_CASES = [
+    ("臺北市是中華民國的首都，也是臺灣的政治、經濟與文化中心。", "zh-Hant"),
+    ("北京是中华人民共和国的首都，也是全国的政治、经济和文化中心。", "zh-Hans"),
+    ("Taipei is the capital of Taiwan and its largest city by population.", "en"),
+    ("這份 report 說明 the quarterly results of our company in great detail", "mixed"),
+    ("", "unknown"),
+    ("12345 !!! ……", "unknown"),
+    ("The city of 台北 is the capital and the largest city of the island of Taiwan.", "en"),
+    ("台灣的颱風季節通常從六月開始，這時候會有很多雨。", "zh-Hant"),
+]
+
+
+def test_detect_scripts_of_many_texts_at_once_match_one_at_a_time() -> None:
+    texts = [t for t, _e in SCRIPT_CASES] * 3
+    assert detect_scripts(texts) == [e for _t, e in SCRIPT_CASES] * 3
+    assert detect_scripts([]) == []
 
 
 @pytest.mark.parametrize(

@@ -300,6 +300,23 @@ def test_reduce_outliers_persists(services: AppServices) -> None:
     assert len(reduced.assignments) == len(result.assignments)
 
 
+def test_a_library_ingested_before_words_were_stored_gets_them_on_its_first_build(
+    services: AppServices, result: TopicResult
+) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(services.store.db_path)
+    db.execute("UPDATE chunks SET words = NULL")  # what an older library holds
+    db.commit()
+    db.close()
+    steps: list[str] = []
+    rebuilt = _service(services).build(result.params, progress=lambda message, _d, _t: steps.append(message))
+    assert any("older passages" in s for s in steps)
+    chunks, _vectors = services.store.iter_embeddings()
+    assert all(c.words is not None for c in chunks)
+    assert [t.keywords for t in rebuilt.topics] == [t.keywords for t in result.topics]  # the same words
+
+
 def test_library_items_at_both_levels(services: AppServices) -> None:
     chunks = library_items(services.store, "chunks")
     docs = library_items(services.store, "documents")
@@ -307,6 +324,11 @@ def test_library_items_at_both_levels(services: AppServices) -> None:
     assert len(docs.ids) == services.store.counts()["documents"]
     assert np.allclose(np.linalg.norm(docs.vectors, axis=1), 1.0, atol=1e-5)
     assert set(chunks.document_of.values()) == set(docs.ids)
+    # Words were read at ingest: every chunk has them, and a document's words are its chunks' words.
+    assert all(w is not None for w in chunks.words)
+    first_doc = docs.ids[0]
+    own = [w for c, w in zip(chunks.chunks, chunks.words, strict=True) if c.document_id == first_doc]
+    assert docs.words[0] == [word for ws in own for word in ws]
 
 
 # ---- LLM labels and summary -------------------------------------------------------------------------------

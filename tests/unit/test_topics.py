@@ -160,6 +160,19 @@ def test_fourteen_items_three_themes_are_found_with_their_words() -> None:
     assert result.hierarchy[-1].parent == max(t.id for t in result.topics) + 2
 
 
+def test_words_stored_at_ingest_are_used_instead_of_reading_the_texts_again() -> None:
+    texts, X, ids, truth = _corpus([5, 5, 4])
+    # Stored words stand in for the texts' own: suffixed copies show which source the keywords came from.
+    stored = [[w + "x" for w in THEMES[c]] for c in truth]
+    stored[0] = None  # a passage whose words were not stored is read from its text
+    result = build_topics(texts, X, ids, TopicParams(), words=stored)
+    keywords = {w for t in result.real_topics for w in t.keywords}
+    assert keywords and all(w.endswith("x") or w in THEMES[truth[0]] for w in keywords)
+    assert any(w.endswith("x") for w in keywords)
+    with pytest.raises(TopicsUnavailable, match="one word list per passage"):
+        build_topics(texts, X, ids, TopicParams(), words=stored[:-1])
+
+
 @pytest.mark.parametrize("n", [5, 60])
 def test_identical_documents_form_one_topic(n: int) -> None:
     X = np.tile(np.random.default_rng(1).normal(size=(1, 16)).astype(np.float32), (n, 1))
@@ -512,6 +525,30 @@ def test_umap_path_is_reproducible_and_finds_the_clusters() -> None:
     english = [f"{['storm rain', 'baseball pitcher', 'stock market'][t]} report {i}" for i, t in enumerate(truth)]
     defaults = evaluate_bertopic_defaults(english, truth, X)
     assert keys <= set(defaults) and "error" not in defaults and defaults["nmi"] > 0.5
+
+
+@pytest.mark.slow
+def test_a_library_larger_than_the_fit_sample_is_fitted_on_a_sample_and_every_item_placed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import services.topics_build as topics_build
+
+    texts, X, ids, truth = _corpus([100, 100, 100], seed=3)
+    monkeypatch.setattr(topics_build, "FIT_SAMPLE", 120)  # the real threshold is thousands of items
+    params = TopicParams(min_topic_size=30)
+    first = build_topics(texts, X, ids, params)
+    assert any("sample of 120 of the 300" in w for w in first.warnings)
+    assert set(first.assignments) == set(ids) == set(first.coords)
+    assert len(first.real_topics) == 3
+    assert nmi(truth, [first.assignments[i] for i in ids]) > 0.9
+    assert sum(t.size for t in first.topics) == 300
+    # Unsampled items land among their topic's items on the map, not between topics.
+    xy = np.array([first.coords[i] for i in ids])
+    labels = np.array([first.assignments[i] for i in ids])
+    centres = {t: xy[labels == t].mean(axis=0) for t in set(labels.tolist())}
+    nearest = [min(centres, key=lambda t: float(np.linalg.norm(p - centres[t]))) for p in xy]
+    assert np.mean(np.array(nearest) == labels) > 0.95
+    assert _comparable(build_topics(texts, X, ids, params)) == _comparable(first)  # the same sample each time
 
 
 SENTENCES = [
