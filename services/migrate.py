@@ -26,15 +26,13 @@ import numpy as np
 from services.errors import DocQAError
 from services.store import LibraryStore
 from services.store_api import Store
-from services.store_pg import PgVectorStore, connect, fts_tokens
+from services.store_pg import CHUNK_COLUMNS, DOCUMENT_COLUMNS, PgVectorStore, connect
 
 log = logging.getLogger(__name__)
 
 BATCH = 5000
-DOC_FIELDS = (
-    "id, source, kind, title, file_path, pages, chunks, script, status, error, warnings, metadata, doc_date, added_at"
-)
-CHUNK_FIELDS = 'vector_id, id, document_id, ordinal, page, start, "end", text, tokens'
+DOC_FIELDS = ", ".join(name for name, _ in DOCUMENT_COLUMNS)
+CHUNK_FIELDS = ", ".join(name for name, _ in CHUNK_COLUMNS[:9])  # vector_id ... tokens
 
 # A chunk row as both backends exchange it: the chunk columns, its space-joined terms, its vector or None.
 ChunkRow = tuple[int, str, str, int, int, int, int, str, int, str, np.ndarray | None]
@@ -70,9 +68,13 @@ class MigrationReport:
 
 
 # ---- reading ---------------------------------------------------------------------------------------------
-def sqlite_rows(db_path: Path) -> tuple[list[dict[str, Any]], Iterator[tuple], Iterator[list[ChunkRow]]]:
-    """Documents, pages and chunk batches of a local library, read-only."""
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+def sqlite_rows(
+    db_path: Path, *, immutable: bool = False
+) -> tuple[list[dict[str, Any]], Iterator[tuple], Iterator[list[ChunkRow]]]:
+    """Documents, pages and chunk batches of a local library, read-only. ``immutable`` is for a library that
+    no process writes while it is read (the benchmark's cache): SQLite then takes no locks and creates no
+    shared-memory file beside it."""
+    db = sqlite3.connect(f"file:{db_path}?{'immutable=1' if immutable else 'mode=ro'}", uri=True)
     db.row_factory = sqlite3.Row
     docs = []
     for r in db.execute(f"SELECT {DOC_FIELDS} FROM documents ORDER BY added_at, id"):
@@ -151,48 +153,10 @@ def _write_sqlite(store: LibraryStore, docs, pages, chunks) -> None:
     store.save_index()
 
 
-def write_pg(store: PgVectorStore, docs, pages, chunks) -> None:
-    """Bulk-load rows into an empty pgvector library (COPY), then build the HNSW index once."""
-    from pgvector import Vector
-    from psycopg.types.json import Jsonb
-
-    db = connect(store.database_url)
-    dim = int(store.dimension)
-    try:
-        with db.transaction():
-            # Bulk loading then building the HNSW index once is many times faster than growing it row by row.
-            db.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
-            with db.cursor().copy(f"COPY documents({DOC_FIELDS}) FROM STDIN") as copy:
-                for d in docs:
-                    copy.write_row([Jsonb(d[k]) if k in ("warnings", "metadata") else d[k] for k in d])
-            with db.cursor().copy("COPY pages(document_id, number, text) FROM STDIN") as copy:
-                for row in pages:
-                    copy.write_row(tuple(row))
-            chunks_n = tokens_n = 0
-            for batch in chunks:
-                with db.cursor().copy(f"COPY chunks({CHUNK_FIELDS}, terms, term_count, embedding) FROM STDIN") as copy:
-                    for r in batch:
-                        n = len(fts_tokens(r[9].split()))
-                        copy.write_row((*r[:10], n, None if r[10] is None else Vector(r[10])))
-                        chunks_n, tokens_n = chunks_n + 1, tokens_n + n
-                with db.cursor().copy("COPY postings(term, vector_id, tf, dl) FROM STDIN") as copy:
-                    for r in batch:
-                        tokens = fts_tokens(r[9].split())
-                        for term, tf in Counter(tokens).items():
-                            copy.write_row((term, r[0], tf, len(tokens)))
-            db.execute("UPDATE corpus_stats SET chunks = %s, tokens = %s", (chunks_n, tokens_n))
-            db.execute(
-                "SELECT setval(pg_get_serial_sequence('chunks', 'vector_id'), GREATEST((SELECT MAX(vector_id)"
-                " FROM chunks), 1))"
-            )
-            db.execute("SET LOCAL maintenance_work_mem = '2GB'")  # the HNSW graph of 1M chunks fits in memory
-            db.execute(
-                f"CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw ((embedding::halfvec({dim}))"
-                " halfvec_ip_ops) WITH (m = 16, ef_construction = 64)"
-            )
-        db.execute("VACUUM ANALYZE")  # also sets the visibility map that index-only scans of postings need
-    finally:
-        db.close()
+def write_pg(store: PgVectorStore, docs, pages, chunks) -> dict[str, float]:
+    """Bulk-load rows into an empty pgvector library (binary COPY, indexes built once afterwards); the seconds
+    spent on rows, indexes and VACUUM."""
+    return store.bulk_load(docs, pages, chunks)
 
 
 # ---- the command -----------------------------------------------------------------------------------------

@@ -12,7 +12,11 @@ page work unchanged:
   segment Chinese and its ts_rank is not BM25;
 - every write is one transaction; content ids are unique keys and inserts are ``ON CONFLICT DO NOTHING``, so
   two app servers ingesting the same file store it once, and a delete is visible to every connection as soon
-  as it commits (reads run in autocommit, no snapshot is kept open).
+  as it commits (reads run in autocommit, no snapshot is kept open);
+- rows travel by binary ``COPY`` (chunks and vectors through per-connection staging tables, then one
+  ``INSERT ... ON CONFLICT`` / ``UPDATE ... FROM``; postings straight into their table), and a bulk load into an
+  empty library (:meth:`PgVectorStore.bulk_load`, used by the migration and the benchmark) builds the keyword
+  index's keys and the HNSW index once, after the rows are in.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ EF_SEARCH = 200
 # A filter leaving at most this many chunks is searched exactly (a few ms); above it, iterative HNSW scans.
 EXACT_FILTER_LIMIT = 20_000
 _ADVISORY_LOCK_KEY = 0x646F6351  # "docQ": the library-wide lock behind locked()
+_SCHEMA_LOCK_KEY = _ADVISORY_LOCK_KEY + 1  # held (per transaction) by whoever creates or rebuilds the schema
+# Memory for index builds after a bulk load: the HNSW graph of 1M chunks (halfvec 384) fits in about 1.5 GB.
+BULK_INDEX_MEMORY = "2GB"
 
 # FTS5's unicode61 tokenizer splits on every character that is not a letter or a digit (underscore included)
 # and folds case; the SQLite store hands it space-joined terms. The same split here gives the same tokens.
@@ -59,6 +66,107 @@ _TOKEN_RE = re.compile(r"[^\W_]+")
 def fts_tokens(terms: Iterable[str]) -> list[str]:
     """The tokens FTS5 (unicode61) makes of these terms: what BM25 counts, in both backends."""
     return [t.lower() for term in terms for t in _TOKEN_RE.findall(term)]
+
+
+# Binary COPY names every column's PostgreSQL type (psycopg's ``copy.set_types``): (column, type) pairs.
+Columns = Sequence[tuple[str, str]]
+DOCUMENT_COLUMNS: Columns = (
+    ("id", "text"),
+    ("source", "text"),
+    ("kind", "text"),
+    ("title", "text"),
+    ("file_path", "text"),
+    ("pages", "int4"),
+    ("chunks", "int4"),
+    ("script", "text"),
+    ("status", "text"),
+    ("error", "text"),
+    ("warnings", "jsonb"),
+    ("metadata", "jsonb"),
+    ("doc_date", "text"),
+    ("added_at", "text"),
+)
+PAGE_COLUMNS: Columns = (("document_id", "text"), ("number", "int4"), ("text", "text"))
+CHUNK_COLUMNS: Columns = (
+    ("vector_id", "int8"),
+    ("id", "text"),
+    ("document_id", "text"),
+    ("ordinal", "int4"),
+    ("page", "int4"),
+    ("start", "int4"),
+    ('"end"', "int4"),
+    ("text", "text"),
+    ("tokens", "int4"),
+    ("terms", "text"),
+    ("term_count", "int4"),
+    ("embedding", "vector"),
+)
+POSTING_COLUMNS: Columns = (("term", "text"), ("vector_id", "int8"), ("tf", "int4"), ("dl", "int4"))
+# What add_document stages before its INSERT ... ON CONFLICT: the chunk columns it knows (no vector id, no
+# document id, no vector yet) and the passage's topic words (which a bulk load leaves to the first topic build).
+_STAGED_CHUNK_COLUMNS: Columns = (
+    *(c for c in CHUNK_COLUMNS if c[0] not in ("vector_id", "document_id", "embedding")),
+    ("words", "text"),
+)
+_STAGED_EMBEDDING_COLUMNS: Columns = (("vector_id", "int8"), ("embedding", "vector"))
+# Per-connection staging tables (temporary, emptied at every commit), so that rows can arrive by COPY and still
+# be inserted idempotently (COPY has no ON CONFLICT). Each transaction fills each of them at most once.
+_STAGING_TABLES = [
+    "CREATE TEMP TABLE IF NOT EXISTS chunk_staging ("
+    + ", ".join(f"{name} {'INTEGER' if kind == 'int4' else 'TEXT'}" for name, kind in _STAGED_CHUNK_COLUMNS)
+    + ") ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS embedding_staging (vector_id BIGINT, embedding vector) ON COMMIT DELETE ROWS",
+]
+
+
+def copy_rows(db: Any, table: str, columns: Columns, rows: Iterable[Sequence[Any]], *, freeze: bool = False) -> None:
+    """Write rows into ``table`` with one binary COPY: one statement and one stream, whatever their number.
+    ``freeze`` (only for a table emptied in the same transaction) writes them already frozen, so the VACUUM
+    after a bulk load has nothing to rewrite."""
+    names = ", ".join(name for name, _ in columns)
+    options = "FORMAT BINARY, FREEZE" if freeze else "FORMAT BINARY"
+    with db.cursor().copy(f"COPY {table} ({names}) FROM STDIN ({options})") as copy:
+        copy.set_types([kind for _, kind in columns])
+        for row in rows:
+            copy.write_row(row)
+
+
+def posting_rows(vector_id: int, tokens: Sequence[str]) -> Iterator[tuple[str, int, int, int]]:
+    """The keyword index rows of one chunk: (term, vector id, term frequency, chunk length in tokens)."""
+    for term, tf in Counter(tokens).items():
+        yield term, vector_id, tf, len(tokens)
+
+
+def _deferred_structures(db: Any) -> list[tuple[str, str]]:
+    """(drop, create) statements for what a bulk load builds once at the end instead of row by row: every key,
+    foreign key and index of the postings, and the chunks' HNSW index. Read from the catalog, so that exactly
+    what was there is rebuilt. In dropping order (foreign keys before the keys they rely on); create in
+    reverse."""
+    from psycopg import sql
+
+    constraints = db.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'postings'::regclass AND contype IN ('f', 'p', 'u', 'x')"
+        " ORDER BY contype = 'f' DESC, conname"
+    ).fetchall()
+    indexes = db.execute(
+        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+        " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam"
+        " WHERE (i.indrelid = 'postings'::regclass OR (i.indrelid = 'chunks'::regclass AND am.amname = 'hnsw'))"
+        " AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid)"
+        " ORDER BY 1"
+    ).fetchall()
+    statements = [
+        (
+            sql.SQL("ALTER TABLE postings DROP CONSTRAINT {}").format(sql.Identifier(name)),
+            sql.SQL("ALTER TABLE postings ADD CONSTRAINT {} {}").format(sql.Identifier(name), sql.SQL(definition)),
+        )
+        for name, definition in constraints
+    ]
+    statements += [
+        (sql.SQL("DROP INDEX {}").format(sql.SQL(name)), sql.SQL(definition)) for name, definition in indexes
+    ]
+    return statements
 
 
 def _schema(dimension: int) -> list[str]:
@@ -91,8 +199,11 @@ def _schema(dimension: int) -> list[str]:
             USING hnsw ((embedding::halfvec({dim})) halfvec_ip_ops) WITH (m = 16, ef_construction = 64)""",
         # The keyword index: one row per (term, chunk) with the term's count and the chunk's length, covered by
         # the primary key, so BM25 reads a term's postings with an index-only scan and never visits chunks.
+        # Terms compare as bytes (COLLATE "C"): only equality matters here, and byte order sorts and compares
+        # several times faster than a locale's (a bulk load builds this key by sorting ~80 rows per chunk).
+        # Libraries created before keep their collation, which answers the same.
         """CREATE TABLE IF NOT EXISTS postings (
-            term TEXT NOT NULL, vector_id BIGINT NOT NULL REFERENCES chunks(vector_id) ON DELETE CASCADE,
+            term TEXT COLLATE "C" NOT NULL, vector_id BIGINT NOT NULL REFERENCES chunks(vector_id) ON DELETE CASCADE,
             tf INTEGER NOT NULL, dl INTEGER NOT NULL, PRIMARY KEY (term, vector_id) INCLUDE (tf, dl))""",
         "CREATE INDEX IF NOT EXISTS postings_chunk ON postings(vector_id)",
         # BM25's corpus statistics (chunks, tokens), kept by every write in the same transaction: reading
@@ -222,7 +333,7 @@ class PgVectorStore:
         db = self._connect()
         with db.transaction():
             # Two servers starting on an empty database at once must not both create the schema.
-            db.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY + 1,))
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
             for statement in _schema(dimension):
                 db.execute(statement)
             self._check_manifest(db)
@@ -232,6 +343,8 @@ class PgVectorStore:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
             conn = connect(self.database_url)
+            for statement in _STAGING_TABLES:
+                conn.execute(statement)
             self._local.conn = conn
             with self._lock:
                 self._all_conns.append(conn)
@@ -304,7 +417,7 @@ class PgVectorStore:
         db = connect(database_url)
         try:
             with db.transaction():
-                db.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY + 1,))
+                db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
                 db.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
                 db.execute("UPDATE chunks SET embedding = NULL")
                 db.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dimension)})")
@@ -385,13 +498,18 @@ class PgVectorStore:
             )
         return True
 
-    def _insert_chunks(self, db: Any, document_id: str, chunks: Sequence[NewChunk]) -> None:
+    @staticmethod
+    def _insert_chunks(db: Any, document_id: str, chunks: Sequence[NewChunk]) -> None:
+        """Chunks by COPY into the staging table, then one idempotent insert (a chunk id already stored is
+        skipped); postings by COPY for the chunks actually inserted, which are new, so none can exist yet."""
         if not chunks:
             return
-        rows = []
-        for ordinal, c in enumerate(chunks):
-            tokens = fts_tokens(c.terms)
-            rows.append(
+        tokens_of = {c.id: fts_tokens(c.terms) for c in chunks}
+        copy_rows(
+            db,
+            "chunk_staging",
+            _STAGED_CHUNK_COLUMNS,
+            (
                 (
                     c.id,
                     ordinal,
@@ -401,40 +519,25 @@ class PgVectorStore:
                     c.text,
                     c.tokens,
                     " ".join(c.terms),
-                    len(tokens),
+                    len(tokens_of[c.id]),
                     join_words(c.words),
                 )
-            )
-        cols = list(zip(*rows, strict=True))
+                for ordinal, c in enumerate(chunks)
+            ),
+        )
+        staged = ", ".join(name for name, _ in _STAGED_CHUNK_COLUMNS)
         inserted = db.execute(
-            'INSERT INTO chunks(id, document_id, ordinal, page, start, "end", text, tokens, terms, term_count, words)'
-            " SELECT u.id, %s, u.ordinal, u.page, u.start, u.stop, u.text, u.tokens, u.terms, u.term_count, u.words"
-            " FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[], %s::int[], %s::text[], %s::int[],"
-            " %s::text[], %s::int[], %s::text[])"
-            " AS u(id, ordinal, page, start, stop, text, tokens, terms, term_count, words)"
-            " ORDER BY u.ordinal ON CONFLICT (id) DO NOTHING RETURNING vector_id, id",
-            (document_id, *[list(c) for c in cols]),
+            f"INSERT INTO chunks(document_id, {staged}) SELECT %s, {staged} FROM chunk_staging"
+            " ORDER BY ordinal ON CONFLICT (id) DO NOTHING RETURNING vector_id, id",
+            (document_id,),
         ).fetchall()
-        tokens_of = {c.id: fts_tokens(c.terms) for c in chunks}
-        postings = [
-            (term, vid, tf, len(tokens_of[cid]))
-            for vid, cid in inserted
-            for term, tf in Counter(tokens_of[cid]).items()
-        ]
-        self._insert_postings(db, postings)
+        if not inserted:  # every chunk was stored already
+            return
+        copy_rows(
+            db, "postings", POSTING_COLUMNS, (p for vid, cid in inserted for p in posting_rows(vid, tokens_of[cid]))
+        )
         n_tokens = sum(len(tokens_of[cid]) for _, cid in inserted)
         db.execute("UPDATE corpus_stats SET chunks = chunks + %s, tokens = tokens + %s", (len(inserted), n_tokens))
-
-    @staticmethod
-    def _insert_postings(db: Any, postings: list[tuple[str, int, int, int]]) -> None:
-        if not postings:
-            return
-        terms, vids, tfs, dls = (list(c) for c in zip(*postings, strict=True))
-        db.execute(
-            "INSERT INTO postings(term, vector_id, tf, dl)"
-            " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::int[]) ON CONFLICT DO NOTHING",
-            (terms, vids, tfs, dls),
-        )
 
     @staticmethod
     def _delete_rows(db: Any, document_id: str) -> None:
@@ -539,6 +642,8 @@ class PgVectorStore:
     def set_embeddings(self, vector_ids: Sequence[int], vectors: np.ndarray) -> None:
         """Store vectors for chunks (skipping chunks deleted or embedded meanwhile) and mark finished
         documents ready."""
+        from pgvector import Vector
+
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(vector_ids), self.dimension):
             raise ValueError(f"expected {len(vector_ids)} vectors of {self.dimension} dims, got {vectors.shape}")
@@ -553,9 +658,13 @@ class PgVectorStore:
                 " ORDER BY id FOR UPDATE",
                 (ids,),
             )
-            db.cursor().executemany(
-                "UPDATE chunks SET embedding=%s WHERE vector_id=%s AND embedding IS NULL",
-                [(vec, int(vid)) for vid, vec in zip(vector_ids, vectors, strict=True)],
+            copy_rows(db, "embedding_staging", _STAGED_EMBEDDING_COLUMNS, zip(ids, map(Vector, vectors), strict=True))
+            # The id list lets the planner read the chunks by primary key whatever it guesses of the staging
+            # table (which has no statistics).
+            db.execute(
+                "UPDATE chunks c SET embedding = s.embedding FROM embedding_staging s"
+                " WHERE c.vector_id = s.vector_id AND c.vector_id = ANY(%s) AND c.embedding IS NULL",
+                (ids,),
             )
             db.execute(
                 "UPDATE documents d SET status='ready' WHERE d.status='embedding'"
@@ -704,6 +813,87 @@ class PgVectorStore:
             .fetchall()
         )
         return dict(rows)
+
+    # ---- bulk load ---------------------------------------------------------------------------------------
+    def bulk_load(
+        self,
+        documents: Iterable[dict[str, Any]],
+        pages: Iterable[Sequence[Any]],
+        chunk_batches: Iterable[Sequence[Sequence[Any]]],
+    ) -> dict[str, float]:
+        """Load a whole library into this empty one, keeping its vector ids: what the migration and the
+        benchmark use. Returns the seconds spent on rows, on indexes and on the final VACUUM ANALYZE.
+
+        ``documents`` are dicts of :data:`DOCUMENT_COLUMNS`, ``pages`` rows of :data:`PAGE_COLUMNS`, and each
+        chunk row is :data:`CHUNK_COLUMNS` without ``term_count`` (computed here from the space-joined terms),
+        its embedding a float32 array or None. One transaction under the schema lock, with the tables locked:
+        a failure leaves the database empty, and no other server writes meanwhile. Rows go in by binary COPY
+        into the tables emptied in this transaction (so written frozen); the postings' keys and foreign key
+        and the HNSW index are dropped first and built once at the end, by sorting, with
+        :data:`BULK_INDEX_MEMORY` (row-by-row index upkeep of ~80 postings per chunk was most of the time).
+        """
+        import time
+
+        from pgvector import Vector
+        from psycopg.types.json import Jsonb
+
+        from services.errors import DocQAError
+
+        seconds: dict[str, float] = {}
+        started = time.perf_counter()
+        with self._transaction() as db:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
+            db.execute("LOCK TABLE documents, pages, chunks, postings, corpus_stats IN ACCESS EXCLUSIVE MODE")
+            if db.execute("SELECT EXISTS (SELECT 1 FROM documents)").fetchone()[0]:
+                raise DocQAError("This PostgreSQL library already holds documents; bulk loading needs an empty one.")
+            db.execute("TRUNCATE documents, pages, chunks, postings")  # empty already; lets COPY write frozen rows
+            deferred = _deferred_structures(db)
+            for drop, _ in deferred:
+                db.execute(drop)
+            json_columns = {"warnings", "metadata"}
+            copy_rows(
+                db,
+                "documents",
+                DOCUMENT_COLUMNS,
+                ([Jsonb(d[k]) if k in json_columns else d[k] for k, _ in DOCUMENT_COLUMNS] for d in documents),
+                freeze=True,
+            )
+            copy_rows(db, "pages", PAGE_COLUMNS, pages, freeze=True)
+            chunks_n = tokens_n = 0
+            for batch in chunk_batches:
+                tokens = [fts_tokens(r[9].split()) for r in batch]
+                copy_rows(
+                    db,
+                    "chunks",
+                    CHUNK_COLUMNS,
+                    (
+                        (*r[:10], len(t), None if r[10] is None else Vector(r[10]))
+                        for r, t in zip(batch, tokens, strict=True)
+                    ),
+                    freeze=True,
+                )
+                copy_rows(
+                    db,
+                    "postings",
+                    POSTING_COLUMNS,
+                    (p for r, t in zip(batch, tokens, strict=True) for p in posting_rows(r[0], t)),
+                    freeze=True,
+                )
+                chunks_n += len(batch)
+                tokens_n += sum(map(len, tokens))
+            db.execute("UPDATE corpus_stats SET chunks = %s, tokens = %s", (chunks_n, tokens_n))
+            db.execute(
+                "SELECT setval(pg_get_serial_sequence('chunks', 'vector_id'), GREATEST((SELECT MAX(vector_id)"
+                " FROM chunks), 1))"
+            )
+            seconds["rows"] = time.perf_counter() - started
+            db.execute(f"SET LOCAL maintenance_work_mem = '{BULK_INDEX_MEMORY}'")
+            for _, create in reversed(deferred):
+                db.execute(create)
+            seconds["indexes"] = time.perf_counter() - started - seconds["rows"]
+        db.execute("VACUUM ANALYZE")  # planner statistics, and the visibility map index-only scans of postings use
+        seconds["vacuum"] = time.perf_counter() - started - seconds["rows"] - seconds["indexes"]
+        return seconds
 
     # ---- checks ------------------------------------------------------------------------------------------
     def check_consistency(self) -> dict[str, int]:

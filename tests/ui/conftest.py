@@ -1,7 +1,9 @@
 """Fixtures for Streamlit AppTest: a fresh data directory per test and a fast, deterministic embedder.
 
 AppTest runs the app's scripts in this process, so the embedder registry can be swapped here; each test
-gets its own ``DOCQA_DATA_DIR`` and the resource caches (keyed by data dir) are cleared afterwards.
+gets its own ``DOCQA_DATA_DIR`` and the resource caches (keyed by data dir) are cleared afterwards. A test marked
+``pgvector_store`` (or every test, with ``DOCQA_TEST_STORE=pgvector``) also gets a fresh PostgreSQL database as
+its store (``DOCQA_STORE=pgvector``); the folder then holds only what the store does not (uploads, topic maps).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fi
 
     path = tmp_path / "library"
     monkeypatch.setenv("DOCQA_DATA_DIR", str(path))
-    if os.environ.get("DOCQA_TEST_STORE") == "pgvector":  # the same UI tests on the PostgreSQL backend
+    # On PostgreSQL + pgvector: tests marked pgvector_store always, every test with DOCQA_TEST_STORE=pgvector.
+    # (pg_url starts the session's server: a failure to start fails the test in CI, skips it elsewhere.)
+    if os.environ.get("DOCQA_TEST_STORE") == "pgvector" or request.node.get_closest_marker("pgvector_store"):
         monkeypatch.setenv("DOCQA_STORE", "pgvector")
         monkeypatch.setenv("DOCQA_DATABASE_URL", request.getfixturevalue("pg_url"))
     for name in ("DOCQA_LLM_PROVIDER", "DOCQA_LLM_BASE_URL", "DOCQA_LLM_MODEL", "DOCQA_LLM_API_KEY", "DOCQA_EMBEDDER"):

@@ -7,25 +7,33 @@ the library with a built map is made once per module and copied for each test.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
-from ui_helpers import ROOT, HashEmbeddings, all_markdown, button, start_app, unescape
+from ui_helpers import (
+    ROOT,
+    HashEmbeddings,
+    all_markdown,
+    button,
+    decode,
+    map_item_ids,
+    map_spec,
+    select_topic,
+    start_app,
+    topic_service,
+    traces,
+    unescape,
+)
 
 EVIL = (
     "Night market notes. <script>alert('xss')</script> <b>bold</b> & more: oyster omelette, stinky tofu and "
     "bubble tea at the night market."
 )
-_DTYPES = {"f8": "<f8", "f4": "<f4", "i1": "i1", "u1": "u1", "i2": "<i2", "u2": "<u2", "i4": "<i4", "u4": "<u4"}
 
 
 # ---- fixtures ---------------------------------------------------------------------------------------------
@@ -71,51 +79,6 @@ def topics_app(topics_template: Path, data_dir: Path, fast_embedder: None) -> Ap
     return _open_topics()
 
 
-def _service():
-    from components.resources import get_services
-    from services.topic_service import TopicService
-
-    services = get_services()
-    return TopicService(services.store, services.settings, embedder=services.embedder)
-
-
-# ---- figure helpers ---------------------------------------------------------------------------------------
-def decode(value: Any) -> list:
-    """A Plotly array from the figure JSON: a plain list, or Plotly 7's base64 typed array."""
-    if isinstance(value, dict) and "bdata" in value:
-        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=_DTYPES[value["dtype"]])
-        shape = value.get("shape")
-        if shape:
-            arr = arr.reshape([int(n) for n in str(shape).split(",")])
-        return arr.tolist()
-    return list(value or [])
-
-
-def figures(at: AppTest) -> list[dict]:
-    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
-
-
-def map_spec(at: AppTest) -> dict:
-    maps = [f for f in figures(at) if any(t.get("meta") == "items" for t in f["data"])]
-    assert len(maps) == 1, f"expected one map, found {len(maps)}"
-    return maps[0]
-
-
-def traces(spec: dict, meta: str) -> list[dict]:
-    return [t for t in spec["data"] if t.get("meta") == meta]
-
-
-def map_item_ids(at: AppTest) -> list[str]:
-    return [row[0] for t in traces(map_spec(at), "items") for row in decode(t["customdata"])]
-
-
-def select_topic(at: AppTest, topic_id: int) -> AppTest:
-    box = next(s for s in at.selectbox if s.key == "topics_selected")
-    box.set_value(topic_id).run()
-    assert not at.exception, at.exception
-    return at
-
-
 def download_labels(at: AppTest) -> list[str]:
     return [el.proto.label for el in at.get("download_button")]
 
@@ -141,9 +104,9 @@ def test_build_from_the_page_then_the_map_loads_on_the_next_visit(
     assert not at.error, [e.value for e in at.error]
     assert any("Built" in unescape(s.value) for s in at.success)
 
-    saved = _service().load()
+    saved = topic_service().load()
     assert saved is not None and saved.real_topics
-    counts = _service().store.counts()
+    counts = topic_service().store.counts()
     ids = map_item_ids(at)
     assert len(ids) == len(set(ids)) == len(saved.assignments) == counts["embedded"]  # auto level: passages
 
@@ -155,7 +118,7 @@ def test_build_from_the_page_then_the_map_loads_on_the_next_visit(
 
 
 def test_map_has_one_point_per_item_and_labels_at_topic_centres(topics_app: AppTest) -> None:
-    result = _service().load()
+    result = topic_service().load()
     assert result is not None
     spec = map_spec(topics_app)
     ids = [row[0] for t in traces(spec, "items") for row in decode(t["customdata"])]
@@ -179,7 +142,7 @@ def test_rename_persists(topics_app: AppTest) -> None:
     field.set_value("颱風與防災 <typhoons>")
     button(topics_app, "Rename").click().run()
     assert not topics_app.exception, topics_app.exception
-    assert _service().load().topic(0).label == "颱風與防災 <typhoons>"
+    assert topic_service().load().topic(0).label == "颱風與防災 <typhoons>"
     assert any("Renamed topic 0" in unescape(s.value) for s in topics_app.success)
     # The new name shows on the map (escaped) and survives a fresh visit.
     again = _open_topics()
@@ -188,7 +151,7 @@ def test_rename_persists(topics_app: AppTest) -> None:
 
 
 def test_merge_reduces_the_topic_count(topics_app: AppTest) -> None:
-    before = _service().load()
+    before = topic_service().load()
     assert len(before.real_topics) >= 2
     select_topic(topics_app, 0)
     merge = next(m for m in topics_app.multiselect if m.key == "topics_merge_0")
@@ -196,7 +159,7 @@ def test_merge_reduces_the_topic_count(topics_app: AppTest) -> None:
     merge.set_value([other]).run()
     button(topics_app, "Merge topics").click().run()
     assert not topics_app.exception, topics_app.exception
-    after = _service().load()
+    after = topic_service().load()
     assert len(after.real_topics) == len(before.real_topics) - 1
     assert len(after.assignments) == len(before.assignments)
     assert len(traces(map_spec(topics_app), "items")) == len(after.topics)
@@ -204,15 +167,15 @@ def test_merge_reduces_the_topic_count(topics_app: AppTest) -> None:
 
 
 def test_merge_suggestion_button_merges_the_closest_pair(topics_app: AppTest) -> None:
-    before = _service().load()
+    before = topic_service().load()
     suggestion = next(b for b in topics_app.button if (b.key or "").startswith("topics_suggest_"))
     suggestion.click().run()
     assert not topics_app.exception, topics_app.exception
-    assert len(_service().load().real_topics) == len(before.real_topics) - 1
+    assert len(topic_service().load().real_topics) == len(before.real_topics) - 1
 
 
 def test_ask_about_this_topic_opens_the_chat_restricted_to_it(topics_app: AppTest) -> None:
-    service = _service()
+    service = topic_service()
     result = service.load()
     select_topic(topics_app, 0)
     button(topics_app, "Ask about this topic").click().run()
@@ -239,7 +202,7 @@ def test_ask_about_this_topic_opens_the_chat_restricted_to_it(topics_app: AppTes
 
 
 def test_clicking_the_map_or_a_table_row_selects_a_topic(topics_app: AppTest) -> None:
-    result = _service().load()
+    result = topic_service().load()
     target = result.real_topics[-1]
     item = result.items_of(target.id)[0]
     topics_app.session_state["topics_map"] = {
@@ -272,13 +235,13 @@ def test_search_rings_matching_documents_on_the_map(topics_app: AppTest) -> None
     assert len(matches) == 1
     ids = [row[0] for row in decode(matches[0]["customdata"])]
     assert 1 <= len(ids) < len(map_item_ids(topics_app))  # some, not all
-    chunks = {c.id: c for c in _service().store.iter_embeddings()[0]}
+    chunks = {c.id: c for c in topic_service().store.iter_embeddings()[0]}
     assert any("tea" in chunks[i].text.lower() for i in ids)
 
 
 def test_exports_overview_and_quality_are_shown(topics_app: AppTest) -> None:
     assert download_labels(topics_app) == ["Topics (CSV)", "Document topics (CSV)", "Topics (JSON)", "Map (HTML)"]
-    result = _service().load()
+    result = topic_service().load()
     text = unescape(all_markdown(topics_app))
     for topic in result.real_topics:
         assert topic.label in text  # "What is in my library?" lists every topic
@@ -307,7 +270,7 @@ def test_new_document_is_placed_and_its_html_is_escaped_in_hover_text(topics_app
     assert "<script>" not in evil[0] and "<b>bold" not in evil[0]
     assert "market &lt;notes&gt;.txt" in evil[0]
     # The saved map is not changed by looking at it.
-    assert len(_service().load().assignments) == len(hovers) - 1
+    assert len(topic_service().load().assignments) == len(hovers) - 1
 
 
 def test_topics_unavailable_is_a_message_not_a_traceback(
@@ -337,7 +300,7 @@ def test_a_corrupt_saved_map_is_reported_and_can_be_rebuilt(topics_app: AppTest,
     assert any(b.label == "Build topics" for b in at.button)
     button(at, "Build topics").click().run(timeout=120)
     assert not at.exception, at.exception
-    assert _service().load() is not None
+    assert topic_service().load() is not None
 
 
 def test_opening_the_app_does_not_import_the_topic_libraries(topics_template: Path, tmp_path: Path) -> None:
@@ -409,7 +372,7 @@ def test_with_an_llm_the_page_relabels_names_the_model_and_summarises(
         at = _open_topics()
         button(at, "Relabel with LLM").click().run(timeout=120)
         assert not at.exception, at.exception
-        result = _service().load()
+        result = topic_service().load()
         assert result is not None and result.label_model == "fake-labeller"
         assert {t.label for t in result.real_topics} == {"Night markets"}  # markup stripped from model output
         assert any("labels written by fake-labeller" in unescape(c.value) for c in at.caption)

@@ -1,12 +1,16 @@
-"""Helpers shared by the UI tests (a fast fake embedder, waiting for the ingest worker, finding widgets)."""
+"""Helpers shared by the UI tests (a fast fake embedder, waiting for the ingest worker, finding widgets, reading
+the Topics page's map)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
@@ -79,3 +83,52 @@ def unescape(markdown: str) -> str:
 
 def all_markdown(at: AppTest) -> str:
     return "\n".join(m.value for m in at.markdown)
+
+
+# ---- the Topics page ---------------------------------------------------------------------------------------
+_DTYPES = {"f8": "<f8", "f4": "<f4", "i1": "i1", "u1": "u1", "i2": "<i2", "u2": "<u2", "i4": "<i4", "u4": "<u4"}
+
+
+def topic_service():
+    """The topic service of the library the app has open (whichever store backs it)."""
+    from components.resources import get_services
+    from services.topic_service import TopicService
+
+    services = get_services()
+    return TopicService(services.store, services.settings, embedder=services.embedder)
+
+
+def decode(value: Any) -> list:
+    """A Plotly array from the figure JSON: a plain list, or Plotly 7's base64 typed array."""
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=_DTYPES[value["dtype"]])
+        shape = value.get("shape")
+        if shape:
+            arr = arr.reshape([int(n) for n in str(shape).split(",")])
+        return arr.tolist()
+    return list(value or [])
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def map_spec(at: AppTest) -> dict:
+    maps = [f for f in figures(at) if any(t.get("meta") == "items" for t in f["data"])]
+    assert len(maps) == 1, f"expected one map, found {len(maps)}"
+    return maps[0]
+
+
+def traces(spec: dict, meta: str) -> list[dict]:
+    return [t for t in spec["data"] if t.get("meta") == meta]
+
+
+def map_item_ids(at: AppTest) -> list[str]:
+    return [row[0] for t in traces(map_spec(at), "items") for row in decode(t["customdata"])]
+
+
+def select_topic(at: AppTest, topic_id: int) -> AppTest:
+    box = next(s for s in at.selectbox if s.key == "topics_selected")
+    box.set_value(topic_id).run()
+    assert not at.exception, at.exception
+    return at

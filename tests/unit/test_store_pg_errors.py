@@ -9,7 +9,7 @@ import pytest
 from services.config import Settings
 from services.errors import StoreUnavailable
 from services.store_factory import open_store
-from tests.unit.test_store_contract import DIM
+from tests.unit.test_store_contract import DIM, add_doc, embed_all
 
 
 def test_pgvector_without_a_url_says_what_to_set(tmp_path):
@@ -51,6 +51,8 @@ def test_a_server_going_away_becomes_a_store_error(pg_url):
     other.close()
     with pytest.raises(StoreUnavailable, match="stopped answering"):
         store.counts()
-    # ...and the next call reconnects.
+    # ...and the next call reconnects, with the staging tables that ingest copies rows through.
     assert store.counts()["documents"] == 0
+    assert add_doc(store, "a", ["alpha beta"]) and embed_all(store)
+    assert store.get_document("a").status == "ready"
     store.close()
