@@ -34,8 +34,9 @@ BATCH = 5000
 DOC_FIELDS = ", ".join(name for name, _ in DOCUMENT_COLUMNS)
 CHUNK_FIELDS = ", ".join(name for name, _ in CHUNK_COLUMNS[:9])  # vector_id ... tokens
 
-# A chunk row as both backends exchange it: the chunk columns, its space-joined terms, its vector or None.
-ChunkRow = tuple[int, str, str, int, int, int, int, str, int, str, np.ndarray | None]
+# A chunk row as both backends exchange it: the chunk columns, its space-joined terms, its vector or None,
+# its space-joined topic words or None (not read yet).
+ChunkRow = tuple[int, str, str, int, int, int, int, str, int, str, np.ndarray | None, str | None]
 
 
 @dataclass
@@ -86,14 +87,20 @@ def sqlite_rows(
     def pages() -> Iterator[tuple]:
         yield from db.execute("SELECT document_id, number, text FROM pages ORDER BY document_id, number")
 
+    # A library made before topic words were stored has no such column (read-only here: nothing adds it).
+    words = "c.words" if any(r[1] == "words" for r in db.execute("PRAGMA table_info(chunks)")) else "NULL"
+
     def chunks() -> Iterator[list[ChunkRow]]:
         cur = db.execute(
             "SELECT c.vector_id, c.id, c.document_id, c.ordinal, c.page, c.start, c.end, c.text, c.tokens,"
-            " COALESCE(t.terms, ''), c.embedding FROM chunks c LEFT JOIN chunk_terms t ON t.rowid = c.vector_id"
-            " ORDER BY c.vector_id"
+            f" COALESCE(t.terms, ''), c.embedding, {words} FROM chunks c LEFT JOIN chunk_terms t"
+            " ON t.rowid = c.vector_id ORDER BY c.vector_id"
         )
         while batch := cur.fetchmany(BATCH):
-            yield [(*r[:10], None if r[10] is None else np.frombuffer(r[10], dtype=np.float32).copy()) for r in batch]
+            yield [
+                (*r[:10], None if r[10] is None else np.frombuffer(r[10], dtype=np.float32).copy(), r[11])
+                for r in batch
+            ]
 
     return docs, pages(), chunks()
 
@@ -116,9 +123,9 @@ def _pg_rows(store: PgVectorStore) -> tuple[list[dict[str, Any]], Iterator[tuple
 
     def chunks() -> Iterator[list[ChunkRow]]:
         with db.transaction(), db.cursor(name="chunks") as cur:
-            cur.execute(f"SELECT {CHUNK_FIELDS}, terms, embedding FROM chunks ORDER BY vector_id")
+            cur.execute(f"SELECT {CHUNK_FIELDS}, terms, embedding, words FROM chunks ORDER BY vector_id")
             while batch := cur.fetchmany(BATCH):
-                yield [(*r[:10], None if r[10] is None else r[10].to_numpy()) for r in batch]
+                yield [(*r[:10], None if r[10] is None else r[10].to_numpy(), r[11]) for r in batch]
 
     return docs, pages(), chunks()
 
@@ -144,9 +151,12 @@ def _write_sqlite(store: LibraryStore, docs, pages, chunks) -> None:
         db.executemany("INSERT INTO pages(document_id, number, text) VALUES (?,?,?)", pages)
         for batch in chunks:
             db.executemany(
-                "INSERT INTO chunks(vector_id, id, document_id, ordinal, page, start, end, text, tokens, embedding)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [(*r[:9], None if r[10] is None else np.asarray(r[10], dtype=np.float32).tobytes()) for r in batch],
+                "INSERT INTO chunks(vector_id, id, document_id, ordinal, page, start, end, text, tokens, embedding,"
+                " words) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (*r[:9], None if r[10] is None else np.asarray(r[10], dtype=np.float32).tobytes(), r[11])
+                    for r in batch
+                ],
             )
             db.executemany("INSERT INTO chunk_terms(rowid, terms) VALUES (?, ?)", [(r[0], r[9]) for r in batch])
         store._bump_vectors_version(db)  # the FAISS file is rebuilt from the copied vectors

@@ -100,13 +100,13 @@ CHUNK_COLUMNS: Columns = (
     ("terms", "text"),
     ("term_count", "int4"),
     ("embedding", "vector"),
+    ("words", "text"),
 )
 POSTING_COLUMNS: Columns = (("term", "text"), ("vector_id", "int8"), ("tf", "int4"), ("dl", "int4"))
 # What add_document stages before its INSERT ... ON CONFLICT: the chunk columns it knows (no vector id, no
-# document id, no vector yet) and the passage's topic words (which a bulk load leaves to the first topic build).
-_STAGED_CHUNK_COLUMNS: Columns = (
-    *(c for c in CHUNK_COLUMNS if c[0] not in ("vector_id", "document_id", "embedding")),
-    ("words", "text"),
+# document id, no vector yet), the passage's topic words included.
+_STAGED_CHUNK_COLUMNS: Columns = tuple(
+    c for c in CHUNK_COLUMNS if c[0] not in ("vector_id", "document_id", "embedding")
 )
 _STAGED_EMBEDDING_COLUMNS: Columns = (("vector_id", "int8"), ("embedding", "vector"))
 # Per-connection staging tables (temporary, emptied at every commit), so that rows can arrive by COPY and still
@@ -867,7 +867,7 @@ class PgVectorStore:
                     "chunks",
                     CHUNK_COLUMNS,
                     (
-                        (*r[:10], len(t), None if r[10] is None else Vector(r[10]))
+                        (*r[:10], len(t), None if r[10] is None else Vector(r[10]), r[11])
                         for r, t in zip(batch, tokens, strict=True)
                     ),
                     freeze=True,

@@ -23,6 +23,7 @@ def test_round_trip_keeps_rows_vectors_and_search_results(tmp_path, pg_url):
     for d in range(12):
         add_doc(local, f"d{d}", [TEXTS[(d + i) % len(TEXTS)] + f" {d}-{i}" for i in range(3)])
     embed_all(local)
+    local.set_chunk_words({"d0-0": ["颱風", "警報"], "d1-1": []})  # stored topic words travel too (others: None)
     local.close()
 
     source, target = open_pair(tmp_path / "a", pg_url, "pgvector")
@@ -38,7 +39,8 @@ def test_round_trip_keeps_rows_vectors_and_search_results(tmp_path, pg_url):
     for s in (target, back):
         a_chunks, a_vecs = original.iter_embeddings()
         b_chunks, b_vecs = s.iter_embeddings()
-        assert a_chunks == b_chunks  # same vector ids, ids, texts, offsets
+        assert a_chunks == b_chunks  # same vector ids, ids, texts, offsets, topic words
+        assert {c.id: c.words for c in b_chunks if c.words is not None} == {"d0-0": ["颱風", "警報"], "d1-1": []}
         np.testing.assert_array_equal(a_vecs, b_vecs)  # bit-identical vectors: never re-embedded
         assert [d.to_dict() for d in s.list_documents()] == [d.to_dict() for d in original.list_documents()]
         query = keyword_tokens("颱風 高速鐵路")
