@@ -181,10 +181,11 @@ def detect_script(text: str) -> str:
 _SCRIPT_SAMPLE_CHARS = 20000  # plenty to decide; keeps detection cheap on whole books
 
 
-def detect_scripts(texts: Sequence[str]) -> list[str]:
-    """:func:`detect_script` of each text, with one OpenCC pass per direction over all their Han
-    characters together instead of two per text (20,000 passages: ~7 s → well under a second)."""
-    samples = [(t or "")[:_SCRIPT_SAMPLE_CHARS] for t in texts]
+def detect_scripts(texts: Sequence[str], sample_chars: int = _SCRIPT_SAMPLE_CHARS) -> list[str]:
+    """:func:`detect_script` of each text (of its first ``sample_chars`` characters), with one OpenCC pass
+    per direction over all their Han characters together instead of two per text (20,000 passages: ~7 s
+    → ~1 s)."""
+    samples = [(t or "")[:sample_chars] for t in texts]
     out: list[str] = []
     chinese: list[tuple[int, str]] = []  # (position in out, the text's Han characters)
     for sample in samples:

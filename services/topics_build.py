@@ -70,6 +70,12 @@ MAP_EPOCHS = 100  # the map's layout epochs, on the clustering run's graph (a pi
 # joins the topic of its nearest sampled items (see _UmapFit). UMAP's cost grows with the items it embeds;
 # a topic of the whole library is still a topic of a sample this large.
 FIT_SAMPLE = 8_000
+# The sample's UMAP runs lighter SGD than a full fit (300 epochs, 3 negative samples per edge instead of 500
+# and 5: ~2.5x less work). On the 10,000 THUCNews headlines (an 8,000 sample, 3 seeds) NMI 0.533 vs 0.523,
+# NPMI -0.309 vs -0.339: the lighter optimisation lost nothing measurable.
+SAMPLE_EPOCHS = 300
+SAMPLE_NEGATIVE_RATE = 3
+SCRIPT_SAMPLE_CHARS = 300  # a passage's language shows in its first few sentences (a document's: its chunks')
 EXACT_KNN_FROM = 4_096  # UMAP computes exact neighbours itself below this many items
 EXTEND_NEIGHBOURS = 10  # sampled items an unsampled one is placed by
 EXTEND_TEMPERATURE = 0.05  # cosine similarities -> weights: exp(sim / T), so the nearest few decide
@@ -236,7 +242,7 @@ _ALIGNED_SCRIPTS = ("zh-Hant", "zh-Hans", "en")
 def _scripts(texts: Sequence[str]) -> list[str]:
     from services.text_zh import detect_scripts
 
-    return detect_scripts(texts)
+    return detect_scripts(texts, sample_chars=SCRIPT_SAMPLE_CHARS)
 
 
 def _language_offsets(X: np.ndarray, scripts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -275,7 +281,13 @@ def _nearly_identical(X: np.ndarray) -> bool:
 
 
 def _umap(
-    X: np.ndarray, n_components: int, n_neighbors: int, seed: int, min_dist: float, n_epochs: int | None = None
+    X: np.ndarray,
+    n_components: int,
+    n_neighbors: int,
+    seed: int,
+    min_dist: float,
+    n_epochs: int | None = None,
+    negative_sample_rate: int = 5,
 ) -> tuple[np.ndarray, Any]:
     """UMAP embedding of ``X`` and the fitted model (its fuzzy k-NN graph lays out the map as well)."""
     from umap import UMAP
@@ -300,6 +312,7 @@ def _umap(
         n_jobs=1,  # a seed forces one thread anyway; saying so avoids UMAP's warning
         low_memory=True,
         verbose=False,
+        negative_sample_rate=negative_sample_rate,
         **extra,
     )
     with pywarnings.catch_warnings():
@@ -483,21 +496,25 @@ class _UmapFit:
 
     def spread_labels(self, labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Topic of every row: a fitted row keeps its own; another takes the topic with the largest weight
-        among its nearest fitted rows (outliers included), its probability that weight share times their
-        mean probability."""
+        among its nearest fitted rows (outliers included; ties: the lower id), its probability that weight
+        share times their mean probability."""
         n = len(self.fitted) + len(self.others)
         all_labels = np.full(n, OUTLIER_ID, dtype=int)
         all_probs = np.zeros(n, dtype=float)
         all_labels[self.fitted] = labels
         all_probs[self.fitted] = probs
-        for row, near, w in zip(self.others, self.near, self.weights, strict=True):
-            votes: dict[int, float] = {}
-            for label, weight in zip(labels[near].tolist(), w.tolist(), strict=True):
-                votes[label] = votes.get(label, 0.0) + weight
-            best = min(votes, key=lambda t: (-votes[t], t))  # ties: the lower topic id, for repeatability
-            all_labels[row] = best
-            same = labels[near] == best
-            all_probs[row] = 0.0 if best == OUTLIER_ID else votes[best] * float(probs[near][same].mean())
+        if not len(self.others):
+            return all_labels, all_probs
+        topic_ids = np.unique(labels)  # sorted, so argmax's first maximum is the lowest id
+        neighbour_topics = np.searchsorted(topic_ids, labels[self.near])
+        votes = np.zeros((len(self.others), len(topic_ids)))
+        np.add.at(votes, (np.arange(len(self.others))[:, None], neighbour_topics), self.weights)
+        best = votes.argmax(axis=1)
+        same = neighbour_topics == best[:, None]
+        mean_prob = (probs[self.near] * same).sum(axis=1) / np.maximum(same.sum(axis=1), 1)
+        chosen = topic_ids[best]
+        all_labels[self.others] = chosen
+        all_probs[self.others] = np.where(chosen == OUTLIER_ID, 0.0, votes.max(axis=1) * mean_prob)
         return all_labels, all_probs
 
 
@@ -534,8 +551,15 @@ def _fit_umap(X: np.ndarray, params: TopicParams, warnings: list[str]) -> _UmapF
     else:
         fitted = np.arange(n)
     others = np.setdiff1d(np.arange(n), fitted)
+    sampled = len(others) > 0
     reduced, model = _umap(
-        X[fitted], 5, params.n_neighbors, params.seed, min_dist=0.0, n_epochs=_cluster_epochs(len(fitted))
+        X[fitted],
+        5,
+        params.n_neighbors,
+        params.seed,
+        min_dist=0.0,
+        n_epochs=SAMPLE_EPOCHS if sampled else _cluster_epochs(n),
+        negative_sample_rate=SAMPLE_NEGATIVE_RATE if sampled else 5,
     )
     if len(others):
         near, weights = _nearest_rows(X[others], X[fitted], EXTEND_NEIGHBOURS)
