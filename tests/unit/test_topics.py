@@ -531,10 +531,10 @@ def test_umap_path_is_reproducible_and_finds_the_clusters() -> None:
 def test_a_library_larger_than_the_fit_sample_is_fitted_on_a_sample_and_every_item_placed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import services.topics_build as topics_build
+    import services.topics_umap as topics_umap
 
     texts, X, ids, truth = _corpus([100, 100, 100], seed=3)
-    monkeypatch.setattr(topics_build, "FIT_SAMPLE", 120)  # the real threshold is thousands of items
+    monkeypatch.setattr(topics_umap, "FIT_SAMPLE", 120)  # the real threshold is thousands of items
     params = TopicParams(min_topic_size=30)
     first = build_topics(texts, X, ids, params)
     assert any("sample of 120 of the 300" in w for w in first.warnings)
