@@ -96,6 +96,7 @@ SCRIPT_CASES = [
     ("", "unknown"),
     ("12345 !!! ……", "unknown"),
     ("The city of 台北 is the capital and the largest city of the island of Taiwan.", "en"),
+    # 台 is also what s2t would change: Traditional text using 台 must still read as Traditional.
     ("台灣的颱風季節通常從六月開始，這時候會有很多雨。", "zh-Hant"),
 ]
 
@@ -106,25 +107,9 @@ def test_detect_scripts_of_many_texts_at_once_match_one_at_a_time() -> None:
     assert detect_scripts([]) == []
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("臺北市是中華民國的首都，也是臺灣的政治、經濟與文化中心。", "zh-Hant"),
-        ("北京是中华人民共和国的首都，也是全国的政治、经济和文化中心。", "zh-Hans"),
-        ("Taipei is the capital of Taiwan and its largest city by population.", "en"),
-        ("這份 report 說明 the quarterly results of our company in great detail", "mixed"),
-        ("", "unknown"),
-        ("12345 !!! ……", "unknown"),
-        ("The city of 台北 is the capital and the largest city of the island of Taiwan.", "en"),
-    ],
-)
+@pytest.mark.parametrize(("text", "expected"), SCRIPT_CASES)
 def test_detect_script(text: str, expected: str) -> None:
     assert detect_script(text) == expected
-
-
-def test_detect_script_taiwan_text_with_tai() -> None:
-    # 台 is also what s2t would change: Traditional text using 台 must still read as Traditional.
-    assert detect_script("台灣的颱風季節通常從六月開始，這時候會有很多雨。") == "zh-Hant"
 
 
 # --------------------------------------------------------------------------------------------------
