@@ -231,6 +231,10 @@ def test_the_journey(app_server: dict, page: Any, shoot: Any) -> None:
     cited_page = int(re.search(r"page (\d+)", card_title.inner_text()).group(1))
     assert cited_page in page_of(data_dir, target, expect_phrase), (cited_page, target)
     marks = highlighted(sources)
+    deadline = time.monotonic() + 15
+    while not marks and time.monotonic() < deadline:  # the card's body can render after its title
+        page.wait_for_timeout(250)
+        marks = highlighted(sources)
     assert any(expect_phrase[:4] in "".join(m.split()) for m in marks), marks
     shoot(page, "05-cited-answer")
 
