@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         description="Keyword search leaves out a question's most common words beyond this many passage matches "
         "(keeps large libraries fast; 0 = never).",
     )
+    topic_fit_sample: int = Field(
+        8_000,
+        ge=0,
+        description="Topic maps of larger libraries are fitted on a seeded sample of this many passages, the "
+        "rest placed by their most similar sampled ones (0 = always fit every passage).",
+    )
 
     @property
     def db_path(self) -> Path:

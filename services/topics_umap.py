@@ -180,14 +180,16 @@ def _exact_knn(queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarra
     return near.astype(np.int64), sims
 
 
-def fit_umap(X: np.ndarray, params: TopicParams, warnings: list[str]) -> UmapFit:
-    """The 5-d clustering UMAP over every row, or over a seeded sample of ``FIT_SAMPLE`` rows."""
+def fit_umap(X: np.ndarray, params: TopicParams, warnings: list[str], fit_sample: int | None = None) -> UmapFit:
+    """The 5-d clustering UMAP over every row, or over a seeded sample of ``fit_sample`` rows (default
+    ``FIT_SAMPLE``; 0: never sample)."""
     n = len(X)
-    if n > FIT_SAMPLE:
+    sample = FIT_SAMPLE if fit_sample is None else fit_sample
+    if 0 < sample < n:
         rng = np.random.default_rng(params.seed)
-        fitted = np.sort(rng.choice(n, FIT_SAMPLE, replace=False))
+        fitted = np.sort(rng.choice(n, sample, replace=False))
         warnings.append(
-            f"Topics were fitted on a sample of {FIT_SAMPLE:,} of the {n:,} passages (the same sample each "
+            f"Topics were fitted on a sample of {sample:,} of the {n:,} passages (the same sample each "
             "time); every other passage joined the topic of the sampled passages most like it."
         )
     else:

@@ -531,12 +531,13 @@ def test_umap_path_is_reproducible_and_finds_the_clusters() -> None:
 def test_a_library_larger_than_the_fit_sample_is_fitted_on_a_sample_and_every_item_placed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import services.topics_umap as topics_umap
+    from services.config import load_settings
 
     texts, X, ids, truth = _corpus([100, 100, 100], seed=3)
-    monkeypatch.setattr(topics_umap, "FIT_SAMPLE", 120)  # the real threshold is thousands of items
+    monkeypatch.setenv("DOCQA_TOPIC_FIT_SAMPLE", "120")  # the default is thousands of passages
+    fit_sample = load_settings().topic_fit_sample
     params = TopicParams(min_topic_size=30)
-    first = build_topics(texts, X, ids, params)
+    first = build_topics(texts, X, ids, params, fit_sample=fit_sample)
     assert any("sample of 120 of the 300" in w for w in first.warnings)
     assert set(first.assignments) == set(ids) == set(first.coords)
     assert len(first.real_topics) == 3
@@ -548,7 +549,10 @@ def test_a_library_larger_than_the_fit_sample_is_fitted_on_a_sample_and_every_it
     centres = {t: xy[labels == t].mean(axis=0) for t in set(labels.tolist())}
     nearest = [min(centres, key=lambda t: float(np.linalg.norm(p - centres[t]))) for p in xy]
     assert np.mean(np.array(nearest) == labels) > 0.95
-    assert _comparable(build_topics(texts, X, ids, params)) == _comparable(first)  # the same sample each time
+    assert _comparable(build_topics(texts, X, ids, params, fit_sample=fit_sample)) == _comparable(first)  # same sample
+    never = build_topics(texts, X, ids, params, fit_sample=0)  # DOCQA_TOPIC_FIT_SAMPLE=0: every item is fitted
+    assert not any("sample of" in w for w in never.warnings)
+    assert nmi(truth, [never.assignments[i] for i in ids]) > 0.9
 
 
 SENTENCES = [
