@@ -159,7 +159,7 @@ def load_stores(paths: list[Path]) -> tuple[list[dict], np.ndarray]:
     what the first build of such a library does once)."""
     import sqlite3
 
-    from services.store import split_words
+    from services.store import split_words, stored_words_sql
     from services.topic_keywords import passage_words
 
     chunks, rows = [], []
@@ -169,12 +169,11 @@ def load_stores(paths: list[Path]) -> tuple[list[dict], np.ndarray]:
             continue
         db = sqlite3.connect(f"file:{path / 'library.sqlite3'}?mode=ro", uri=True)
         try:
-            has_words = any(r[1] == "words" for r in db.execute("PRAGMA table_info(chunks)"))
-            words_column = "words" if has_words else "NULL"
-            sql = f"SELECT text, embedding, {words_column} FROM chunks WHERE embedding IS NOT NULL"
-            for text, blob, words in db.execute(sql):
-                stored = split_words(words)
-                chunks.append({"source": path.name, "text": text, "words": stored or passage_words(text)})
+            sql = f"SELECT text, embedding, {stored_words_sql(db)} FROM chunks WHERE embedding IS NOT NULL"
+            for text, blob, stored_text in db.execute(sql):
+                stored = split_words(stored_text)
+                words = stored if stored is not None else passage_words(text)
+                chunks.append({"source": path.name, "text": text, "words": words})
                 rows.append(np.frombuffer(blob, dtype=np.float32))
         finally:
             db.close()

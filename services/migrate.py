@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from services.errors import DocQAError
-from services.store import LibraryStore
+from services.store import LibraryStore, stored_words_sql
 from services.store_api import Store
 from services.store_pg import CHUNK_COLUMNS, DOCUMENT_COLUMNS, PgVectorStore, connect
 
@@ -87,8 +87,7 @@ def sqlite_rows(
     def pages() -> Iterator[tuple]:
         yield from db.execute("SELECT document_id, number, text FROM pages ORDER BY document_id, number")
 
-    # A library made before topic words were stored has no such column (read-only here: nothing adds it).
-    words = "c.words" if any(r[1] == "words" for r in db.execute("PRAGMA table_info(chunks)")) else "NULL"
+    words = stored_words_sql(db, "c.")
 
     def chunks() -> Iterator[list[ChunkRow]]:
         cur = db.execute(

@@ -132,6 +132,13 @@ def join_words(words: Sequence[str] | None) -> str | None:
     return None if words is None else " ".join(words)
 
 
+def stored_words_sql(db: sqlite3.Connection, alias: str = "") -> str:
+    """The chunks' topic-words column for a SELECT, or NULL in a library made before it existed (read-only
+    readers cannot add it)."""
+    has = any(r[1] == "words" for r in db.execute("PRAGMA table_info(chunks)"))
+    return f"{alias}words" if has else "NULL"
+
+
 @dataclass
 class NewChunk:
     id: str
@@ -228,8 +235,7 @@ class LibraryStore:
     def _add_missing_columns(self) -> None:
         """Libraries made before a column existed get it (empty), so they open without a rebuild."""
         db = self._connect()
-        have = {r[1] for r in db.execute("PRAGMA table_info(chunks)")}
-        if "words" not in have:
+        if stored_words_sql(db) == "NULL":
             db.execute("ALTER TABLE chunks ADD COLUMN words TEXT")
 
     # ---- connections and locking -------------------------------------------------------------------------

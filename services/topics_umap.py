@@ -205,7 +205,7 @@ def fit_umap(X: np.ndarray, params: TopicParams, warnings: list[str], fit_sample
         n_epochs=SAMPLE_EPOCHS if sampled else cluster_epochs(n),
         negative_sample_rate=SAMPLE_NEGATIVE_RATE if sampled else 5,
     )
-    if len(others):
+    if sampled:
         near, weights = _nearest_rows(X[others], X[fitted], EXTEND_NEIGHBOURS)
     else:
         near, weights = np.zeros((0, 1), dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
