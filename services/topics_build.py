@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings as pywarnings
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -44,7 +46,7 @@ from services.topics_model import (
     TopicParams,
     TopicResult,
 )
-from services.topics_umap import UmapFit, fit_umap, layout_from_graph, umap_embed
+from services.topics_umap import UmapFit, fit_umap, umap_embed
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +174,16 @@ def _min_df(n_items: int, min_topic_size: int, mean_words: float) -> int:
     return int(min(max(2, math.ceil(scaled)), max(2, min_topic_size // 2)))
 
 
+def _tokens_and_vocabulary(
+    texts: Sequence[str],
+    progress: Progress | None,
+    words: Sequence[Sequence[str] | None] | None,
+    min_topic_size: int,
+) -> tuple[list[list[str]], list[str]]:
+    tokens = _tokenize(texts, progress, 0.02, 0.28, words)
+    return tokens, _vocabulary(tokens, min_topic_size)
+
+
 def _vocabulary(tokens: Sequence[Sequence[str]], min_topic_size: int) -> list[str]:
     df: Counter[str] = Counter()
     for toks in tokens:
@@ -252,10 +264,9 @@ def _apply_offsets(X: np.ndarray, scripts: Sequence[str], offsets: dict[str, np.
     if not offsets:
         return X
     shifted = X.copy()
-    for i, g in enumerate(scripts):
-        off = offsets.get(g)
-        if off is not None:
-            shifted[i] -= off
+    marks = np.array(scripts)
+    for g, off in offsets.items():
+        shifted[marks == g] -= off
     return _unit_rows(shifted, len(shifted))
 
 
@@ -521,6 +532,19 @@ def _mmr_model() -> Any:
     return _TopCandidatesMMR()
 
 
+@lru_cache(maxsize=1)
+def _keywords_only_bertopic() -> type:
+    """BERTopic without its representative documents: ours are the passages nearest each topic's centre,
+    and its sampling of up to 500 passages per topic (~0.4 s at 20,000 passages) would be thrown away."""
+    from bertopic import BERTopic
+
+    class KeywordsOnlyBERTopic(BERTopic):
+        def _save_representative_docs(self, documents: Any) -> None:
+            self.representative_docs_ = {}
+
+    return KeywordsOnlyBERTopic
+
+
 def _bertopic_keywords(
     tokens: Sequence[Sequence[str]],
     labels: np.ndarray,
@@ -530,13 +554,12 @@ def _bertopic_keywords(
     embedder: Embedder | None,
 ) -> dict[int, list[tuple[str, float]]]:
     """Keywords per topic from BERTopic (c-TF-IDF, then MMR when ``use_mmr``), keyed by our topic ids."""
-    from bertopic import BERTopic
     from bertopic.cluster import BaseCluster
     from bertopic.dimensionality import BaseDimensionalityReduction
     from bertopic.vectorizers import ClassTfidfTransformer
     from sklearn.feature_extraction.text import CountVectorizer
 
-    model = BERTopic(
+    model = _keywords_only_bertopic()(
         # Never None-with-a-language: BERTopic would pick (and download) a sentence-transformers model.
         embedding_model=_embedder_backend(embedder) if (use_mmr and embedder is not None) else None,
         language=None,  # "english" (the default) strips every non-ASCII character before counting words
@@ -644,8 +667,10 @@ def _map_coords(
     if n >= SMALL_CORPUS:
         try:
             if umap_fit is not None:
-                return umap_fit.spread(layout_from_graph(umap_fit.model, umap_fit.reduced, params.seed))
-            return umap_embed(X, 2, params.n_neighbors, params.seed, min_dist=0.1)[0]
+                return umap_fit.map_coords()
+            with pywarnings.catch_warnings():
+                pywarnings.simplefilter("ignore", category=UserWarning)
+                return umap_embed(X, 2, params.n_neighbors, params.seed, min_dist=0.1)
         except Exception:  # noqa: BLE001 - a layout problem must not lose the topics
             logger.exception("2-d UMAP failed on %d items; using PCA for the map", n)
             warnings.append("The map layout uses PCA because UMAP failed on this data.")
@@ -771,13 +796,18 @@ def _build(
     if min_topic_size > n // 2 and n >= SMALL_CORPUS:
         warnings.append(f"The minimum topic size {min_topic_size} is large for {n} passages; few topics may form.")
 
-    tokens = _tokenize(texts, progress, 0.02, 0.28, words)
-    vocab = _vocabulary(tokens, min_topic_size)
+    all_stored = words is not None and all(w is not None for w in words)
+    # Reading words takes a while (with progress): it comes first. Stored words only need counting.
+    read_now = None if all_stored else _tokens_and_vocabulary(texts, progress, words, min_topic_size)
     scripts = _scripts(texts)
     offsets = _language_offsets(X, scripts)
     X = _apply_offsets(X, scripts, offsets)
 
-    labels, probs, method, umap_fit = _cluster(X, params, min_topic_size, progress, warnings, fit_sample)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topic-words") as beside:
+        # ... on the second core, while UMAP's SGD runs without the GIL.
+        counting = beside.submit(_tokens_and_vocabulary, texts, None, words, min_topic_size) if all_stored else None
+        labels, probs, method, umap_fit = _cluster(X, params, min_topic_size, progress, warnings, fit_sample)
+        tokens, vocab = counting.result() if counting is not None else read_now  # type: ignore[misc]
     if params.n_topics is not None:
         labels = _merge_to_count(X, labels, params.n_topics, warnings)
     if params.reduce_outliers:

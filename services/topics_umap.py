@@ -1,33 +1,75 @@
-"""The clustering UMAP of a topic build: the 5-d embedding HDBSCAN clusters, fitted on every item or on a
-seeded sample of a large library (the other items placed by their most similar sampled ones), and the 2-d
-map laid out on its neighbour graph. Heavy imports (umap, faiss, sklearn) happen inside the functions."""
+"""The UMAPs of a topic build: the 5-d embedding HDBSCAN clusters, fitted on every item or on a seeded
+sample of a large library (the other items placed by their most similar sampled ones), and the 2-d map,
+laid out on the same neighbour graph at the same time on the second core. Heavy imports (umap, numba,
+faiss) happen inside the functions."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import warnings as pywarnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from services.topics_model import OUTLIER_ID, TopicParams
 
+logger = logging.getLogger(__name__)
+
 # The clustering UMAP's SGD epochs up to 10,000 items: UMAP's own 500. Fewer measured worse on THUCNews
 # titles (NMI / NPMI 0.521 / -0.560 at 500; 0.519 / -0.573 at 300; 0.501 / -0.592 at 200).
 CLUSTER_EPOCHS = 500
-MAP_EPOCHS = 100  # the map's layout epochs, on the clustering run's graph (a picture, not the clusters)
+# The map's layout epochs, from a PCA start on the clustering run's neighbour graph (a picture, not the
+# clusters).
+MAP_EPOCHS = 100
 # Above this many items UMAP and HDBSCAN are fitted on a seeded sample of this size and every other item
 # joins the topic of its nearest sampled items (see UmapFit). UMAP's cost grows with the items it embeds;
 # a topic of the whole library is still a topic of a sample this large.
 FIT_SAMPLE = 8_000
-# The sample's UMAP runs lighter SGD than a full fit (300 epochs, 3 negative samples per edge instead of 500
-# and 5: ~2.5x less work). On the 10,000 THUCNews headlines (an 8,000 sample, 3 seeds) NMI 0.533 vs 0.523,
-# NPMI -0.309 vs -0.339: the lighter optimisation lost nothing measurable.
-SAMPLE_EPOCHS = 300
+# The sample's UMAP runs lighter SGD than a full fit: 200 epochs (UMAP's own above 10,000 items) and 3
+# negative samples per edge instead of 500 and 5. On the 10,000 THUCNews headlines (an 8,000 sample, seeds
+# 42 / 7 / 1) NMI 0.547 at 200 epochs, 0.533 at 300, 0.523 with a full fit's 500 and 5.
+SAMPLE_EPOCHS = 200
 SAMPLE_NEGATIVE_RATE = 3
-EXACT_KNN_FROM = 4_096  # UMAP computes exact neighbours itself below this many items
 EXTEND_NEIGHBOURS = 10  # sampled items an unsampled one is placed by
 EXTEND_TEMPERATURE = 0.05  # cosine similarities -> weights: exp(sim / T), so the nearest few decide
+
+KnnGraph = tuple[np.ndarray, np.ndarray, None]  # UMAP's precomputed_knn: indices, distances, no search index
+
+_sgd_patch_lock = threading.Lock()
+
+
+def release_gil_in_umap_sgd() -> bool:
+    """Recompile UMAP's single-threaded SGD epoch so that it releases the GIL, and return whether it does.
+
+    A seeded UMAP optimises on one thread (its parallel epoch is not reproducible). Compiled with
+    ``nogil`` the same function gives the same numbers, and the clustering embedding and the map's layout
+    run at once on two cores. The function is UMAP-internal (``umap.layouts``, umap-learn 0.5.12, pinned);
+    should a release rename it, both still run, one after the other."""
+    from umap import layouts
+
+    with _sgd_patch_lock:
+        current = getattr(layouts, "_nb_optimize_layout_euclidean_single_epoch", None)
+        source = getattr(layouts, "_optimize_layout_euclidean_single_epoch", None)
+        if current is None or source is None:
+            logger.warning("umap.layouts changed: the topic map's layout will not overlap the clustering")
+            return False
+        if not current.targetoptions.get("nogil"):
+            import numba
+
+            layouts._nb_optimize_layout_euclidean_single_epoch = numba.njit(
+                source, fastmath=True, parallel=False, nogil=True
+            )
+    return True
+
+
+def exact_knn_graph(X: np.ndarray, n_neighbors: int) -> KnnGraph:
+    """UMAP's ``precomputed_knn``: each row's ``n_neighbors`` nearest rows (itself included) by cosine
+    distance, exact, from FAISS. UMAP's own exact path (below 4,096 rows) calls a Python-level metric per
+    pair (4,000 rows: ~12 s, FAISS: ~0.1 s), and its NN-descent above is approximate and seeded."""
+    near, sims = _exact_knn(X, X, n_neighbors)
+    return near, np.clip(1.0 - sims, 0.0, 2.0).astype(np.float32), None
 
 
 def umap_embed(
@@ -38,18 +80,17 @@ def umap_embed(
     min_dist: float,
     n_epochs: int | None = None,
     negative_sample_rate: int = 5,
-) -> tuple[np.ndarray, Any]:
-    """UMAP embedding of ``X`` and the fitted model (its fuzzy k-NN graph lays out the map as well)."""
+    knn: KnnGraph | None = None,
+    init: str = "spectral",
+) -> np.ndarray:
+    """UMAP embedding of ``X`` on the exact k-NN graph ``knn`` (computed when not given). Warnings are the
+    caller's to silence: ``warnings.catch_warnings`` is not thread-safe."""
     from umap import UMAP
 
     n = len(X)
     k = max(2, min(n_neighbors, n - 1))
-    extra: dict[str, Any] = {}
-    if n >= EXACT_KNN_FROM:
-        # UMAP's own exact path covers smaller inputs; above, exact neighbours from FAISS are faster than
-        # its approximate NN-descent and do not depend on its random projections.
-        near, sims = _exact_knn(X, X, k)
-        extra["precomputed_knn"] = (near, np.clip(1.0 - sims, 0.0, 2.0).astype(np.float32), None)
+    if knn is None:
+        knn = exact_knn_graph(X, k)
     model = UMAP(
         n_neighbors=k,
         n_components=n_components,
@@ -58,17 +99,14 @@ def umap_embed(
         random_state=seed,
         n_epochs=n_epochs,
         # Spectral init solves an eigenproblem that fails when k >= N; random init is safe for small N.
-        init="spectral" if n > 4 * (n_components + 1) else "random",
+        init=init if n > 4 * (n_components + 1) else "random",
         n_jobs=1,  # a seed forces one thread anyway; saying so avoids UMAP's warning
         low_memory=True,
         verbose=False,
         negative_sample_rate=negative_sample_rate,
-        **extra,
+        precomputed_knn=knn,
     )
-    with pywarnings.catch_warnings():
-        pywarnings.simplefilter("ignore", category=UserWarning)
-        out = model.fit_transform(X)
-    return np.nan_to_num(np.asarray(out, dtype=np.float64)), model
+    return np.nan_to_num(np.asarray(model.fit_transform(X), dtype=np.float64))
 
 
 def cluster_epochs(n_items: int) -> int | None:
@@ -76,56 +114,31 @@ def cluster_epochs(n_items: int) -> int | None:
     return CLUSTER_EPOCHS if n_items <= 10_000 else None
 
 
-def layout_from_graph(model: Any, reduced: np.ndarray, seed: int) -> np.ndarray:
-    """The 2-d map from the clustering UMAP's fuzzy k-NN graph, instead of a second UMAP on the embeddings.
-
-    A second ``UMAP(n_components=2)`` recomputes the same k-NN graph and a spectral initialisation and
-    then runs 500 epochs (at 5,000 items about as long as the whole clustering). Here only the layout is
-    optimised: started from the 5-d clustering embedding's first two principal axes (so clusters start
-    apart, where the spectral init would put them), ``MAP_EPOCHS`` epochs, min_dist 0.1 as before."""
-    from sklearn.decomposition import PCA
-    from sklearn.utils import check_random_state
-    from umap.umap_ import find_ab_params, simplicial_set_embedding
-
-    start = PCA(n_components=2, svd_solver="full").fit_transform(reduced - reduced.mean(axis=0))
-    start = (10.0 * start / max(float(np.abs(start).max()), 1e-12)).astype(np.float32)
-    a, b = find_ab_params(1.0, 0.1)
-    with pywarnings.catch_warnings():
-        pywarnings.simplefilter("ignore", category=UserWarning)
-        coords, _aux = simplicial_set_embedding(
-            np.zeros((len(reduced), 1), dtype=np.float32),  # only a spectral init or densMAP read the data
-            model.graph_.copy(),  # pruned in place by epoch count: keep the model's own graph intact
-            2,
-            1.0,
-            a,
-            b,
-            1.0,
-            5,
-            MAP_EPOCHS,
-            start,
-            check_random_state(seed),
-            model._input_distance_func,
-            {},
-            False,
-            {},
-            False,
-        )
-    return np.nan_to_num(np.asarray(coords, dtype=np.float64))
+def map_layout(X: np.ndarray, knn: KnnGraph | None, n_neighbors: int, seed: int) -> np.ndarray:
+    """The 2-d map: ``MAP_EPOCHS`` of UMAP's layout (min_dist 0.1) on the clustering run's k-NN graph,
+    started from the embeddings' first two principal axes. A full second UMAP (spectral start, 500 epochs)
+    took about as long as the clustering itself; this one needs nothing from the clustering, so it runs
+    beside it."""
+    return umap_embed(X, 2, n_neighbors, seed, min_dist=0.1, n_epochs=MAP_EPOCHS, knn=knn, init="pca")
 
 
 @dataclass
 class UmapFit:
-    """The clustering UMAP: the model (its fuzzy k-NN graph also lays out the map) and the 5-d coordinates
-    of the rows it embedded (``fitted``: every row, or a sample). Rows outside the sample are placed by
-    their ``EXTEND_NEIGHBOURS`` most similar fitted rows (``near``, indices into ``fitted``; ``weights``
-    sum to one per row)."""
+    """The clustering UMAP: the 5-d coordinates of the rows it embedded (``fitted``: every row, or a
+    sample) and the map's layout of the same rows (``layout``, computed beside it; its error, if any, is
+    raised by :meth:`map_coords`). Rows outside the sample are placed by their ``EXTEND_NEIGHBOURS`` most
+    similar fitted rows (``near``, indices into ``fitted``; ``weights`` sum to one per row)."""
 
-    model: Any
     reduced: np.ndarray
     fitted: np.ndarray
     others: np.ndarray
     near: np.ndarray
     weights: np.ndarray
+    layout: Future
+
+    def map_coords(self) -> np.ndarray:
+        """2-d map coordinates of every row."""
+        return self.spread(self.layout.result())
 
     def spread(self, fitted_values: np.ndarray) -> np.ndarray:
         """Per-row values (coordinates) of the fitted rows, extended to every row by weighted average."""
@@ -182,7 +195,8 @@ def _exact_knn(queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarra
 
 def fit_umap(X: np.ndarray, params: TopicParams, warnings: list[str], fit_sample: int | None = None) -> UmapFit:
     """The 5-d clustering UMAP over every row, or over a seeded sample of ``fit_sample`` rows (default
-    ``FIT_SAMPLE``; 0: never sample)."""
+    ``FIT_SAMPLE``; 0: never sample), with the map's layout and the placement of unsampled rows done on a
+    second thread meanwhile (UMAP's seeded SGD uses one core)."""
     n = len(X)
     sample = FIT_SAMPLE if fit_sample is None else fit_sample
     if 0 < sample < n:
@@ -196,17 +210,27 @@ def fit_umap(X: np.ndarray, params: TopicParams, warnings: list[str], fit_sample
         fitted = np.arange(n)
     others = np.setdiff1d(np.arange(n), fitted)
     sampled = len(others) > 0
-    reduced, model = umap_embed(
-        X[fitted],
-        5,
-        params.n_neighbors,
-        params.seed,
-        min_dist=0.0,
-        n_epochs=SAMPLE_EPOCHS if sampled else cluster_epochs(n),
-        negative_sample_rate=SAMPLE_NEGATIVE_RATE if sampled else 5,
-    )
-    if sampled:
-        near, weights = _nearest_rows(X[others], X[fitted], EXTEND_NEIGHBOURS)
-    else:
-        near, weights = np.zeros((0, 1), dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
-    return UmapFit(model, reduced, fitted, others, near, weights)
+    X_fit = np.ascontiguousarray(X[fitted], dtype=np.float32)
+    k = max(2, min(params.n_neighbors, len(X_fit) - 1))
+    knn = exact_knn_graph(X_fit, k)
+    release_gil_in_umap_sgd()
+    with pywarnings.catch_warnings():
+        pywarnings.simplefilter("ignore", category=UserWarning)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topic-map") as beside:
+            layout = beside.submit(map_layout, X_fit, knn, k, params.seed)
+            placement = beside.submit(_nearest_rows, X[others], X_fit, EXTEND_NEIGHBOURS) if sampled else None
+            reduced = umap_embed(
+                X_fit,
+                5,
+                k,
+                params.seed,
+                min_dist=0.0,
+                n_epochs=SAMPLE_EPOCHS if sampled else cluster_epochs(n),
+                negative_sample_rate=SAMPLE_NEGATIVE_RATE if sampled else 5,
+                knn=knn,
+            )
+            if placement is not None:
+                near, weights = placement.result()
+            else:
+                near, weights = np.zeros((0, 1), dtype=np.int64), np.zeros((0, 1), dtype=np.float32)
+    return UmapFit(reduced, fitted, others, near, weights, layout)

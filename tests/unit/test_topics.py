@@ -555,6 +555,49 @@ def test_a_library_larger_than_the_fit_sample_is_fitted_on_a_sample_and_every_it
     assert nmi(truth, [never.assignments[i] for i in ids]) > 0.9
 
 
+@pytest.mark.slow
+def test_a_map_layout_that_fails_keeps_the_topics_and_says_the_map_is_pca(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services import topics_umap
+
+    texts, X, ids, _truth = _corpus([30, 30, 30], seed=5)
+    params = TopicParams(min_topic_size=10)
+    normal = build_topics(texts, X, ids, params)
+
+    def diverging_layout(*_args: object, **_kwargs: object) -> np.ndarray:
+        raise FloatingPointError("layout diverged")
+
+    monkeypatch.setattr(topics_umap, "map_layout", diverging_layout)  # it runs on the second thread
+    fallback = build_topics(texts, X, ids, params)
+    assert fallback.assignments == normal.assignments
+    assert set(fallback.coords) == set(ids)
+    assert any("map layout uses PCA" in w for w in fallback.warnings)
+    assert not any("map layout uses PCA" in w for w in normal.warnings)
+
+
+def test_umaps_sgd_epoch_releases_the_gil_so_the_map_runs_beside_the_clustering() -> None:
+    """A guard for an upgrade of umap-learn: the patched function is UMAP-internal."""
+    from umap import layouts
+
+    from services.topics_umap import release_gil_in_umap_sgd
+
+    assert release_gil_in_umap_sgd()
+    assert layouts._nb_optimize_layout_euclidean_single_epoch.targetoptions.get("nogil") is True
+    assert release_gil_in_umap_sgd()  # idempotent
+
+
+def test_exact_knn_graph_matches_brute_force_cosine_neighbours() -> None:
+    from services.topics_umap import exact_knn_graph
+
+    X, _truth = _clusters([40, 40], dim=16, seed=2)
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    near, dist, index = exact_knn_graph(X, 5)
+    brute = np.argsort(-(X @ X.T), axis=1, kind="stable")[:, :5]
+    assert index is None and near.shape == dist.shape == (80, 5)
+    assert (near[:, 0] == np.arange(80)).all() and np.allclose(dist[:, 0], 0.0, atol=1e-5)  # itself first
+    assert (np.sort(near, axis=1) == np.sort(brute, axis=1)).mean() > 0.99  # ties may order differently
+    assert (np.diff(dist, axis=1) >= -1e-6).all()
+
+
 SENTENCES = [
     ("颱風即將登陸臺灣東部，氣象局發布海上陸上颱風警報。", 0),
     ("強烈颱風帶來豪雨，花蓮縣宣布明天停止上班上課。", 0),
