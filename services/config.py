@@ -52,6 +52,13 @@ class Settings(BaseSettings):
         description="Keyword search leaves out a question's most common words beyond this many passage matches "
         "(keeps large libraries fast; 0 = never).",
     )
+    pg_ef_search: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="HNSW candidates per pgvector query (hnsw.ef_search); 0 = by library size (200 up to "
+        "250,000 chunks, 800 at 1M).",
+    )
     topic_fit_sample: int = Field(
         8_000,
         ge=0,

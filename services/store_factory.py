@@ -21,7 +21,11 @@ def open_store(settings: Settings, embedder_name: str, dimension: int) -> Store:
                 "pip install -r requirements.txt -c constraints.txt."
             ) from exc
         return PgVectorStore(
-            settings.database_url, embedder_name, dimension, keyword_postings_budget=settings.keyword_postings_budget
+            settings.database_url,
+            embedder_name,
+            dimension,
+            keyword_postings_budget=settings.keyword_postings_budget,
+            ef_search=settings.pg_ef_search,
         )
     from services.store import LibraryStore
 
