@@ -585,6 +585,26 @@ def test_umaps_sgd_epoch_releases_the_gil_so_the_map_runs_beside_the_clustering(
     assert release_gil_in_umap_sgd()  # idempotent
 
 
+def test_without_a_writable_numba_cache_the_sgd_epoch_is_compiled_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numba
+    from umap import layouts
+
+    from services.topics_umap import release_gil_in_umap_sgd
+
+    real_njit = numba.njit
+
+    def njit_without_cache_folder(*args: object, **kwargs: object) -> object:
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function: no locator available")
+        return real_njit(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", njit_without_cache_folder)
+    plain = real_njit(layouts._optimize_layout_euclidean_single_epoch)  # as UMAP ships it: holds the GIL
+    monkeypatch.setattr(layouts, "_nb_optimize_layout_euclidean_single_epoch", plain)
+    assert release_gil_in_umap_sgd()
+    assert layouts._nb_optimize_layout_euclidean_single_epoch.targetoptions.get("nogil") is True
+
+
 def test_exact_knn_graph_matches_brute_force_cosine_neighbours() -> None:
     from services.topics_umap import exact_knn_graph
 
