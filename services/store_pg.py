@@ -52,7 +52,7 @@ BM25_K1 = 1.2
 BM25_B = 0.75
 # HNSW candidates per query (hnsw.ef_search). A fixed beam loses recall as the library grows: on the 1M
 # benchmark library dense recall@10 was 0.74 at 200, 0.84 at 400, 0.93 at 800 (p95 14 -> 29 ms, still far
-# below BM25's); at 100k 0.99 at 200. So by default the beam grows with the library's size.
+# below BM25's); at 100k 0.98 at 200. So by default the beam grows with the library's size.
 EF_SEARCH = 200  # the smallest beam (retrieval asks for 50 candidates)
 EF_SEARCH_MAX = 1000  # pgvector's limit
 CHUNKS_PER_EF = 1_250  # by size: one candidate per this many chunks above the floor (1M chunks: 800)

@@ -796,18 +796,18 @@ def _build(
     if min_topic_size > n // 2 and n >= SMALL_CORPUS:
         warnings.append(f"The minimum topic size {min_topic_size} is large for {n} passages; few topics may form.")
 
+    # Reading words takes a while (with progress), so it comes first. Words stored at ingest only need
+    # counting: that runs on the second core while UMAP's SGD runs without the GIL.
     all_stored = words is not None and all(w is not None for w in words)
-    # Reading words takes a while (with progress): it comes first. Stored words only need counting.
     read_now = None if all_stored else _tokens_and_vocabulary(texts, progress, words, min_topic_size)
     scripts = _scripts(texts)
     offsets = _language_offsets(X, scripts)
     X = _apply_offsets(X, scripts, offsets)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topic-words") as beside:
-        # ... on the second core, while UMAP's SGD runs without the GIL.
         counting = beside.submit(_tokens_and_vocabulary, texts, None, words, min_topic_size) if all_stored else None
         labels, probs, method, umap_fit = _cluster(X, params, min_topic_size, progress, warnings, fit_sample)
-        tokens, vocab = counting.result() if counting is not None else read_now  # type: ignore[misc]
+        tokens, vocab = read_now if counting is None else counting.result()
     if params.n_topics is not None:
         labels = _merge_to_count(X, labels, params.n_topics, warnings)
     if params.reduce_outliers:
