@@ -233,9 +233,7 @@ def fit_defaults(texts: list[str], vectors: np.ndarray, _words: list) -> list[li
     """``BERTopic()`` exactly as a user gets it: its UMAP is unseeded, so it optimises on every core."""
     from bertopic import BERTopic
 
-    model = BERTopic()  # default UMAP / HDBSCAN / CountVectorizer / c-TF-IDF; nothing downloads
-    topics, _ = model.fit_transform(texts, embeddings=vectors)
-    return [[w for w, _s in (model.get_topic(t) or []) if w] for t in sorted(set(topics)) if t != -1]
+    return _bertopic_keywords(BERTopic(), texts, vectors)  # default UMAP / HDBSCAN / CountVectorizer / c-TF-IDF
 
 
 def fit_defaults_seeded(texts: list[str], vectors: np.ndarray, _words: list) -> list[list[str]]:
@@ -244,7 +242,11 @@ def fit_defaults_seeded(texts: list[str], vectors: np.ndarray, _words: list) -> 
     from umap import UMAP
 
     umap_model = UMAP(n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", random_state=42)
-    model = BERTopic(umap_model=umap_model)
+    return _bertopic_keywords(BERTopic(umap_model=umap_model), texts, vectors)
+
+
+def _bertopic_keywords(model, texts: list[str], vectors: np.ndarray) -> list[list[str]]:
+    """Fit ``model`` on the stored vectors (nothing downloads) and return each real topic's keywords."""
     topics, _ = model.fit_transform(texts, embeddings=vectors)
     return [[w for w, _s in (model.get_topic(t) or []) if w] for t in sorted(set(topics)) if t != -1]
 

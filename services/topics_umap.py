@@ -66,6 +66,11 @@ def release_gil_in_umap_sgd() -> bool:
     return True
 
 
+def neighbour_count(n_neighbors: int, n_items: int) -> int:
+    """UMAP's k for ``n_items``: at least 2 and fewer than the items."""
+    return max(2, min(n_neighbors, n_items - 1))
+
+
 def exact_knn_graph(X: np.ndarray, n_neighbors: int) -> KnnGraph:
     """UMAP's ``precomputed_knn``: each row's ``n_neighbors`` nearest rows (itself included) by cosine
     distance, exact, from FAISS. UMAP's own exact path (below 4,096 rows) calls a Python-level metric per
@@ -90,7 +95,7 @@ def umap_embed(
     from umap import UMAP
 
     n = len(X)
-    k = max(2, min(n_neighbors, n - 1))
+    k = neighbour_count(n_neighbors, n)
     if knn is None:
         knn = exact_knn_graph(X, k)
     model = UMAP(
@@ -213,7 +218,7 @@ def fit_umap(X: np.ndarray, params: TopicParams, warnings: list[str], fit_sample
     others = np.setdiff1d(np.arange(n), fitted)
     sampled = len(others) > 0
     X_fit = np.ascontiguousarray(X[fitted], dtype=np.float32)
-    k = max(2, min(params.n_neighbors, len(X_fit) - 1))
+    k = neighbour_count(params.n_neighbors, len(X_fit))
     knn = exact_knn_graph(X_fit, k)
     release_gil_in_umap_sgd()
     with pywarnings.catch_warnings():
