@@ -80,7 +80,9 @@ def test_kill_9_of_the_background_ingest_in_a_loop(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     files = []
-    for i in range(12):
+    # Enough embedding work (~150 chunks) that it outlasts the first kills: with parsing overlapping the
+    # embedder, 12 files were all embedded before the second kill and no kill met pending embeddings.
+    for i in range(36):
         path = corpus / f"doc{i:02}.txt"
         path.write_text(f"第{i}份文件。{TYPHOON * 12}\n\nDocument {i}. {TEA * 12}", encoding="utf-8")
         files.append(path)
