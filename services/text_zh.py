@@ -180,46 +180,75 @@ def detect_script(text: str) -> str:
 
 _SCRIPT_SAMPLE_CHARS = 20000  # plenty to decide; keeps detection cheap on whole books
 
+# Character classes of script detection, one byte per code point up to the last Han extension.
+_OTHER, _LATIN, _HAN_SHARED, _TRAD_ONLY, _SIMP_ONLY = range(5)
+_HAN_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2A6DF), (0x2A700, 0x2EBEF),
+               (0x30000, 0x3134F), (0x2F800, 0x2FA1F))  # _HAN_CLASS
+_LATIN_RANGES = ((0x41, 0x5A), (0x61, 0x7A), (0xC0, 0x24F))  # _LATIN_RE
+_script_classes: Any = None
 
-def detect_scripts(texts: Sequence[str], sample_chars: int = _SCRIPT_SAMPLE_CHARS) -> list[str]:
-    """:func:`detect_script` of each text (of its first ``sample_chars`` characters), with one OpenCC pass
-    per direction over all their Han characters together instead of two per text (20,000 passages: ~7 s
-    → ~1 s)."""
-    samples = [(t or "")[:sample_chars] for t in texts]
-    out: list[str] = []
-    chinese: list[tuple[int, str]] = []  # (position in out, the text's Han characters)
-    for sample in samples:
-        han = "".join(_HAN_RE.findall(sample))
-        n_latin = len(_LATIN_RE.findall(sample))
-        if not han and not n_latin:
-            out.append("unknown")
-            continue
-        share = len(han) / (len(han) + n_latin)
-        out.append("en" if share <= 0.05 else "mixed" if share < 0.6 else "")
-        if out[-1] == "":
-            chinese.append((len(out) - 1, han))
-    if chinese:
+
+def _character_classes() -> Any:
+    """The class of every code point (numpy uint8, indexed by code point): Latin letter, Han used by
+    both scripts, Han only Traditional uses (OpenCC t2s changes it), Han only Simplified uses (s2tw
+    changes it), or other. Built once per process from OpenCC's character tables (~0.2 s)."""
+    global _script_classes
+    if _script_classes is None:
         import numpy as np
 
-        parts = [h for _i, h in chinese]
-        original = _code_points("".join(parts))
-        trad_only = original != _code_points(_convert_parts(parts, "t2s.json"))
-        simp_only = original != _code_points(_convert_parts(parts, "s2tw.json"))
-        bounds = np.cumsum([0] + [len(h) for h in parts])
-        for (i, _h), lo, hi in zip(chinese, bounds[:-1], bounds[1:], strict=True):
-            n_trad_only, n_simp_only = int(trad_only[lo:hi].sum()), int(simp_only[lo:hi].sum())
-            out[i] = "zh-Hans" if n_simp_only > n_trad_only else "zh-Hant"
+        converters = {config: _converter(config) for config in ("s2tw.json", "t2s.json")}  # takes _lock
+        with _lock:
+            if _script_classes is None:
+                table = np.zeros(max(hi for _lo, hi in _HAN_RANGES) + 2, dtype=np.uint8)
+                for lo, hi in _LATIN_RANGES:
+                    table[lo : hi + 1] = _LATIN
+                han = np.concatenate([np.arange(lo, hi + 1, dtype=np.uint32) for lo, hi in _HAN_RANGES])
+                table[han] = _HAN_SHARED
+                table[han[_changed_alone(han, converters["s2tw.json"])]] = _SIMP_ONLY
+                table[han[_changed_alone(han, converters["t2s.json"])]] = _TRAD_ONLY
+                _script_classes = table
+    return _script_classes
+
+
+def _changed_alone(code_points: Any, converter: Any) -> Any:
+    """Which of these characters the OpenCC ``converter`` changes when each is converted on its own
+    (one per line: no phrase spans two)."""
+    import numpy as np
+
+    chars = [chr(c) for c in code_points.tolist()]
+    converted = converter.convert("\n".join(chars)).split("\n")
+    if len(converted) != len(chars):  # a character became a line break: convert one at a time
+        converted = [converter.convert(c) for c in chars]
+    return np.array([new != old for new, old in zip(converted, chars, strict=True)])
+
+
+def detect_scripts(texts: Sequence[str], sample_chars: int = _SCRIPT_SAMPLE_CHARS) -> list[str]:
+    """:func:`detect_script` of each text (of its first ``sample_chars`` characters), counted for all
+    texts at once with a per-code-point class table (20,000 passages: ~0.03 s; OpenCC per text: ~7 s)."""
+    import numpy as np
+
+    if not texts:
+        return []
+    samples = [(t or "")[:sample_chars] for t in texts]
+    table = _character_classes()
+    points = _code_points("".join(samples))
+    classes = table[np.minimum(points, len(table) - 1)]  # the table's last entry is "other"
+    owner = np.repeat(np.arange(len(samples)), [len(s) for s in samples])
+    counts = np.bincount(owner * 5 + classes, minlength=len(samples) * 5).reshape(len(samples), 5)
+    out: list[str] = []
+    for n_latin, n_shared, n_trad_only, n_simp_only in counts[:, 1:].tolist():
+        n_han = n_shared + n_trad_only + n_simp_only
+        if not n_han and not n_latin:
+            out.append("unknown")
+            continue
+        share = n_han / (n_han + n_latin)
+        if share <= 0.05:
+            out.append("en")
+        elif share < 0.6:
+            out.append("mixed")
+        else:
+            out.append("zh-Hans" if n_simp_only > n_trad_only else "zh-Hant")
     return out
-
-
-def _convert_parts(parts: Sequence[str], config: str) -> str:
-    """The conversion of ``"".join(parts)`` with every part keeping its length: one OpenCC call, or one
-    per part when a phrase conversion somewhere changed the length."""
-    joined = "".join(parts)
-    out: str = _converter(config).convert(joined)
-    if len(out) == len(joined):
-        return out
-    return "".join(_convert_same_length(p, config) for p in parts)
 
 
 def _code_points(text: str) -> Any:

@@ -5,8 +5,6 @@ faiss) happen inside the functions."""
 
 from __future__ import annotations
 
-import logging
-import threading
 import warnings as pywarnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,8 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.topics_model import OUTLIER_ID, TopicParams
-
-logger = logging.getLogger(__name__)
 
 # The clustering UMAP's SGD epochs up to 10,000 items: UMAP's own 500. Fewer measured worse on THUCNews
 # titles (NMI / NPMI 0.521 / -0.560 at 500; 0.519 / -0.573 at 300; 0.501 / -0.592 at 200).
@@ -36,34 +32,6 @@ EXTEND_NEIGHBOURS = 10  # sampled items an unsampled one is placed by
 EXTEND_TEMPERATURE = 0.05  # cosine similarities -> weights: exp(sim / T), so the nearest few decide
 
 KnnGraph = tuple[np.ndarray, np.ndarray, None]  # UMAP's precomputed_knn: indices, distances, no search index
-
-_sgd_patch_lock = threading.Lock()
-
-
-def release_gil_in_umap_sgd() -> bool:
-    """Recompile UMAP's single-threaded SGD epoch so that it releases the GIL, and return whether it does.
-
-    A seeded UMAP optimises on one thread (its parallel epoch is not reproducible). Compiled with
-    ``nogil`` the same function gives the same numbers, and the clustering embedding and the map's layout
-    run at once on two cores. The function is UMAP-internal (``umap.layouts``, umap-learn 0.5.12, pinned);
-    should a release rename it, both still run, one after the other."""
-    from umap import layouts
-
-    with _sgd_patch_lock:
-        current = getattr(layouts, "_nb_optimize_layout_euclidean_single_epoch", None)
-        source = getattr(layouts, "_optimize_layout_euclidean_single_epoch", None)
-        if current is None or source is None:
-            logger.warning("umap.layouts changed: the topic map's layout will not overlap the clustering")
-            return False
-        if not current.targetoptions.get("nogil"):
-            import numba
-
-            try:  # cached on disk: later processes skip its ~3 s compile (12 s -> 9 s first topic build)
-                compiled = numba.njit(source, fastmath=True, parallel=False, nogil=True, cache=True)
-            except RuntimeError:  # numba found no writable cache folder: compile in every process
-                compiled = numba.njit(source, fastmath=True, parallel=False, nogil=True)
-            layouts._nb_optimize_layout_euclidean_single_epoch = compiled
-    return True
 
 
 def neighbour_count(n_neighbors: int, n_items: int) -> int:
@@ -220,7 +188,9 @@ def fit_umap(X: np.ndarray, params: TopicParams, warnings: list[str], fit_sample
     X_fit = np.ascontiguousarray(X[fitted], dtype=np.float32)
     k = neighbour_count(params.n_neighbors, len(X_fit))
     knn = exact_knn_graph(X_fit, k)
-    release_gil_in_umap_sgd()
+    from services import umap_sgd
+
+    umap_sgd.install()  # float32, without the GIL: the map is laid out on the second core meanwhile
     with pywarnings.catch_warnings():
         pywarnings.simplefilter("ignore", category=UserWarning)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topic-map") as beside:

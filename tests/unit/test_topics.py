@@ -574,22 +574,96 @@ def test_a_map_layout_that_fails_keeps_the_topics_and_says_the_map_is_pca(monkey
     assert not any("map layout uses PCA" in w for w in normal.warnings)
 
 
-def test_umaps_sgd_epoch_releases_the_gil_so_the_map_runs_beside_the_clustering() -> None:
-    """A guard for an upgrade of umap-learn: the patched function is UMAP-internal."""
+def test_topic_builds_run_our_sgd_epoch_in_umap_and_it_releases_the_gil() -> None:
+    """A guard for an upgrade of umap-learn: the replaced function is UMAP-internal."""
     from umap import layouts
 
-    from services.topics_umap import release_gil_in_umap_sgd
+    from services import umap_sgd
 
-    assert release_gil_in_umap_sgd()
-    assert layouts._nb_optimize_layout_euclidean_single_epoch.targetoptions.get("nogil") is True
-    assert release_gil_in_umap_sgd()  # idempotent
+    assert umap_sgd.install()
+    assert layouts._nb_optimize_layout_euclidean_single_epoch is umap_sgd.compiled_epoch()
+    assert umap_sgd.compiled_epoch().targetoptions.get("nogil") is True
+    assert umap_sgd.install()  # idempotent
+
+
+def _sgd_problem(n_items: int = 300, seed: int = 3) -> dict[str, object]:
+    """UMAP's SGD inputs for a small clustered set, as ``optimize_layout_euclidean`` prepares them."""
+    from umap.umap_ import find_ab_params, fuzzy_simplicial_set, make_epochs_per_sample
+
+    from services.topics_umap import exact_knn_graph
+
+    X, _truth = _clusters([n_items // 3] * 3, dim=16, seed=seed)
+    X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    near, dist, _ = exact_knn_graph(X, 10)
+    graph, _, _ = fuzzy_simplicial_set(X, 10, seed, "cosine", knn_indices=near, knn_dists=dist)
+    graph = graph.tocoo()
+    a, b = find_ab_params(1.0, 0.0)
+    epochs_per_sample = make_epochs_per_sample(graph.data, 50)
+    rng = np.random.default_rng(seed)
+    return {
+        "embedding": rng.uniform(-10, 10, (len(X), 5)).astype(np.float32),
+        "head": graph.row.astype(np.int32),
+        "tail": graph.col.astype(np.int32),
+        "epochs_per_sample": epochs_per_sample,
+        "a": float(a),
+        "b": float(b),
+        "rng": rng.integers(0, 2**31, (len(X), 3)).astype(np.int64),
+    }
+
+
+def _run_epochs(epoch_fn: object, problem: dict[str, object], epochs: range) -> np.ndarray:
+    emb = problem["embedding"].copy()  # type: ignore[attr-defined]
+    eps = problem["epochs_per_sample"]
+    eps_neg = eps / 5  # type: ignore[operator]
+    next_neg, next_pos, rng = eps_neg.copy(), eps.copy(), problem["rng"].copy()  # type: ignore[attr-defined]
+    zeros = np.zeros(1, dtype=np.float32)
+    for n in epochs:
+        alpha = 1.0 - n / 50
+        epoch_fn(  # type: ignore[operator]
+            emb, emb, problem["head"], problem["tail"], len(emb), eps, problem["a"], problem["b"], rng,
+            1.0, 5, True, alpha, eps_neg, next_neg, next_pos, n, False,
+            zeros, zeros, 0.0, 0.0, 0.0, 0.0, zeros, zeros, 0.0,
+        )  # fmt: skip
+    return emb
+
+
+def test_our_sgd_epoch_moves_points_as_umaps_own_does_to_float32_rounding() -> None:
+    import numba
+    from umap import layouts
+
+    from services import umap_sgd
+
+    problem = _sgd_problem()
+    umaps_own = numba.njit(layouts._optimize_layout_euclidean_single_epoch, fastmath=True)
+    start = problem["embedding"]
+    theirs = _run_epochs(umaps_own, problem, range(1, 3))
+    ours = _run_epochs(umap_sgd.compiled_epoch(), problem, range(1, 3))
+    moved = np.abs(theirs - start).max()
+    assert moved > 1.0  # the epochs did move points (attraction and repulsion)
+    assert np.abs(ours - theirs).max() < 1e-5 * moved
+    # Reproducible: the same inputs give the same coordinates, bit for bit.
+    assert np.array_equal(ours, _run_epochs(umap_sgd.compiled_epoch(), problem, range(1, 3)))
+
+
+def test_densmap_is_refused_by_our_sgd_epoch_rather_than_ignored() -> None:
+    from services import umap_sgd
+
+    problem = _sgd_problem(60)
+    emb = problem["embedding"].copy()  # type: ignore[attr-defined]
+    eps = problem["epochs_per_sample"]
+    zeros = np.zeros(1, dtype=np.float32)
+    with pytest.raises(ValueError, match="densMAP"):
+        umap_sgd.compiled_epoch()(
+            emb, emb, problem["head"], problem["tail"], len(emb), eps, problem["a"], problem["b"],
+            problem["rng"].copy(), 1.0, 5, True, 1.0, eps / 5, eps / 5, eps.copy(), 1, True,  # type: ignore[attr-defined,operator]
+            zeros, zeros, 0.0, 1.0, 0.0, 1.0, zeros, zeros, 1.0,
+        )  # fmt: skip
 
 
 def test_without_a_writable_numba_cache_the_sgd_epoch_is_compiled_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
     import numba
-    from umap import layouts
 
-    from services.topics_umap import release_gil_in_umap_sgd
+    from services import umap_sgd
 
     real_njit = numba.njit
 
@@ -599,10 +673,10 @@ def test_without_a_writable_numba_cache_the_sgd_epoch_is_compiled_per_process(mo
         return real_njit(*args, **kwargs)
 
     monkeypatch.setattr(numba, "njit", njit_without_cache_folder)
-    plain = real_njit(layouts._optimize_layout_euclidean_single_epoch)  # as UMAP ships it: holds the GIL
-    monkeypatch.setattr(layouts, "_nb_optimize_layout_euclidean_single_epoch", plain)
-    assert release_gil_in_umap_sgd()
-    assert layouts._nb_optimize_layout_euclidean_single_epoch.targetoptions.get("nogil") is True
+    monkeypatch.setattr(umap_sgd, "_compiled", None)
+    compiled = umap_sgd.compiled_epoch()
+    assert compiled.targetoptions.get("nogil") is True
+    assert "cache" not in compiled.targetoptions or not compiled.targetoptions.get("cache")
 
 
 def test_exact_knn_graph_matches_brute_force_cosine_neighbours() -> None:
