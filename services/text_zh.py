@@ -98,12 +98,19 @@ _FOLD_TABLE = _build_fold_table()
 # Character classes
 # --------------------------------------------------------------------------------------------------
 
-_HAN_CLASS = (
-    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-    "\U00020000-\U0002a6df\U0002a700-\U0002ebef\U00030000-\U0003134f\U0002f800-\U0002fa1f"
+# Han ideographs: CJK unified (extension A, the main block, extensions B-H), compatibility ideographs.
+_HAN_RANGES = (
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2EBEF),
+    (0x30000, 0x3134F),
+    (0x2F800, 0x2FA1F),
 )
+_LATIN_RANGES = ((0x41, 0x5A), (0x61, 0x7A), (0xC0, 0x24F))  # A-Z, a-z, Latin-1 and Extended-A/B letters
+_HAN_CLASS = "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _HAN_RANGES)
 _HAN_RE = re.compile(f"[{_HAN_CLASS}]")
-_LATIN_RE = re.compile(r"[A-Za-z\u00c0-\u024f]")
 
 
 def is_han(ch: str) -> bool:
@@ -182,9 +189,6 @@ _SCRIPT_SAMPLE_CHARS = 20000  # plenty to decide; keeps detection cheap on whole
 
 # Character classes of script detection, one byte per code point up to the last Han extension.
 _OTHER, _LATIN, _HAN_SHARED, _TRAD_ONLY, _SIMP_ONLY = range(5)
-_HAN_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2A6DF), (0x2A700, 0x2EBEF),
-               (0x30000, 0x3134F), (0x2F800, 0x2FA1F))  # _HAN_CLASS
-_LATIN_RANGES = ((0x41, 0x5A), (0x61, 0x7A), (0xC0, 0x24F))  # _LATIN_RE
 _script_classes: Any = None
 
 
