@@ -221,7 +221,8 @@ def fit_ours(texts: list[str], vectors: np.ndarray, words: list) -> list[list[st
 def fit_ours_reading_words(texts: list[str], vectors: np.ndarray, _words: list) -> list[list[str]]:
     """The same build on a library whose words were not stored (made before they were): every distinct
     passage is segmented during the build."""
-    from services.topics_build import build_topics, clear_token_cache
+    from services.topics_build import build_topics
+    from services.topics_ctfidf import clear_token_cache
     from services.topics_model import TopicParams
 
     clear_token_cache()  # the warm-up read the same texts: time a first build, words read afresh

@@ -2,20 +2,17 @@
 
 Pipeline: unit-normalised embeddings (each language's mean offset removed in a mixed-language library)
 → UMAP (5-d, cosine, seeded) → HDBSCAN (giant clusters re-clustered) → optional merging down to
-``n_topics`` → keywords by BERTopic (CountVectorizer over ``services.text_zh.display_tokens`` words,
-counted once per item, c-TF-IDF with ``reduce_frequent_words``, optionally MMR) → labels → the 2-d map,
-laid out on the clustering UMAP's own k-NN graph (no second UMAP fit: 5k items 12.2 s → 8.4 s per build).
+``n_topics`` → keywords (``services.topics_ctfidf``: each item's possible words, counted once per item,
+BERTopic's c-TF-IDF with ``reduce_frequent_words``, optionally BERTopic's MMR) → labels → the 2-d map,
+laid out on the clustering UMAP's own k-NN graph (``services.topics_umap``).
 
-We run the dimensionality reduction and clustering ourselves and hand BERTopic the labels (its
-``BaseCluster`` + ``y`` "manual topic modelling" mode). That keeps one place for what breaks on odd
-corpora: tiny libraries skip UMAP (its spectral init and k-NN fail below ~n_neighbors items) and use a
-silhouette-chosen Ward clustering instead; identical embeddings give one topic; all-stop-word text gives
-topics without keywords; an HDBSCAN that finds nothing falls back to the hierarchical clustering. None of
+We run BERTopic's stages ourselves, on the stored vectors and words, rather than through its
+``fit_transform``: the libraries it is built from (umap-learn, hdbscan) and its own c-TF-IDF and MMR
+classes, in the order it runs them. That keeps one place for what breaks on odd corpora: tiny libraries
+skip UMAP (its spectral init and k-NN fail below ~n_neighbors items) and use a silhouette-chosen Ward
+clustering instead; identical embeddings give one topic; all-stop-word text gives topics without
+keywords; an HDBSCAN that finds nothing falls back to the hierarchical clustering. None of
 these reach the user as a scipy/UMAP traceback.
-
-Words are read once per item (jieba + OpenCC is the slow part) and BERTopic gets space-joined tokens with
-a whitespace analyzer: it re-analyses joined topic documents several times, and re-segmenting those would
-repeat the jieba work on the whole corpus each time.
 
 Heavy imports (bertopic, umap, hdbscan, sklearn models) happen inside functions: importing this module is
 cheap, so the app's first page renders fast.
@@ -31,13 +28,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any
 
 import numpy as np
 
 from services.errors import TopicsUnavailable
-from services.topic_keywords import passage_words
+from services.topics_ctfidf import read_and_count, topic_keywords
 from services.topics_model import (
     OUTLIER_ID,
     OUTLIER_LABEL,
@@ -56,15 +51,10 @@ Embedder = Callable[[list[str]], np.ndarray]
 
 MIN_ITEMS = 3  # fewer cannot form two groups worth calling topics
 SMALL_CORPUS = 40  # below this, UMAP's k-NN graph is too thin to trust: hierarchical clustering instead
-TOP_N_WORDS = 10
-N_CANDIDATE_WORDS = 15  # c-TF-IDF candidates MMR may choose from (BERTopic passes 30)
 N_REPRESENTATIVES = 5
-MMR_DIVERSITY = 0.3
 MAX_LABEL_CHARS = 80
 SCRIPT_SAMPLE_CHARS = 300  # a passage's language shows in its first few sentences
 _SILHOUETTE_MIN = 0.02  # below this the "groups" of a tiny corpus are noise: one topic instead
-_MAX_VOCAB = 50_000
-TOKEN_CACHE_ITEMS = 100_000  # passages whose words a process remembers (~50 words each: tens of MB)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -124,90 +114,6 @@ def _normalize(mat: np.ndarray) -> np.ndarray:
 def _report(progress: Progress | None, fraction: float, message: str) -> None:
     if progress is not None:
         progress(float(min(max(fraction, 0.0), 1.0)), message)
-
-
-def _tokenize(
-    texts: Sequence[str],
-    progress: Progress | None,
-    lo: float,
-    hi: float,
-    stored: Sequence[Sequence[str] | None] | None = None,
-) -> list[list[str]]:
-    """Each passage's possible keywords: the words stored at ingest where there are some (``stored[i]``),
-    else read now."""
-    n = len(texts)
-    step = max(1, n // 20)
-    out: list[list[str]] = []
-    for i, text in enumerate(texts):
-        known = stored[i] if stored is not None else None
-        if known is not None:
-            out.append(list(known))
-            continue
-        if i % step == 0:
-            _report(progress, lo + (hi - lo) * i / max(n, 1), f"Reading the words of passage {i + 1} of {n}")
-        out.append(list(_keyword_words(text or "")))
-    return out
-
-
-@lru_cache(maxsize=TOKEN_CACHE_ITEMS)
-def _keyword_words(text: str) -> tuple[str, ...]:
-    """The possible keywords of a passage whose words were not stored at ingest (libraries made before
-    they were), remembered per text for the process: jieba + OpenCC costs ~1 ms a passage, and a rebuild
-    reads the same passages again. A tuple: cached values are shared, callers get their own list."""
-    return tuple(passage_words(text))
-
-
-def clear_token_cache() -> None:
-    """Forget remembered passage words (the benchmark times builds that read every passage afresh)."""
-    _keyword_words.cache_clear()
-
-
-def _min_df(n_items: int, min_topic_size: int, mean_words: float) -> int:
-    """Items a keyword must appear in. Rare words rarely co-occur with the rest of their topic (20NG
-    NPMI 0.18 at 2 items, 0.22 at 10 = 0.5% of the corpus), so 0.5% of the corpus, scaled down for
-    short items (40+ distinct words each: full; a news title has ~8: 20%), since words there are rarer
-    (titles at 10 items: diversity 0.50; at 2: 0.99). Never more than half the smallest topic (its own
-    words must survive); corpora under 50 items keep every word."""
-    if n_items < 50:
-        return 1
-    scaled = n_items * 0.005 * min(1.0, mean_words / 40.0)
-    return int(min(max(2, math.ceil(scaled)), max(2, min_topic_size // 2)))
-
-
-def _tokens_and_vocabulary(
-    texts: Sequence[str],
-    progress: Progress | None,
-    words: Sequence[Sequence[str] | None] | None,
-    min_topic_size: int,
-) -> tuple[list[list[str]], list[str]]:
-    tokens = _tokenize(texts, progress, 0.02, 0.28, words)
-    return tokens, _vocabulary(tokens, min_topic_size)
-
-
-def _vocabulary(tokens: Sequence[Sequence[str]], min_topic_size: int) -> list[str]:
-    df: Counter[str] = Counter()
-    for toks in tokens:
-        df.update(set(toks))
-    mean_words = sum(len(set(t)) for t in tokens) / max(len(tokens), 1)
-    min_df = _min_df(len(tokens), min_topic_size, mean_words)
-    vocab = [w for w, c in df.items() if c >= min_df]
-    if not vocab and min_df > 1:
-        vocab = list(df)
-    if len(vocab) > _MAX_VOCAB:
-        vocab = sorted(vocab, key=lambda w: (-df[w], w))[:_MAX_VOCAB]
-    return sorted(vocab)
-
-
-def _presence_docs(tokens: Sequence[Sequence[str]]) -> list[str]:
-    """Each word once per item, space-joined. c-TF-IDF then counts in how many of a topic's items a word
-    appears rather than how often: one long post repeating a name cannot take over its topic's keywords
-    (NPMI on 20NG 0.06 with raw counts, 0.18 with presence)."""
-    return [" ".join(dict.fromkeys(t)) for t in tokens]
-
-
-def _split_tokens(doc: str) -> list[str]:
-    """CountVectorizer analyzer for the space-joined display tokens we hand BERTopic."""
-    return doc.split()
 
 
 def _renumber_by_size(labels: np.ndarray) -> np.ndarray:
@@ -491,138 +397,6 @@ def _assign_to_nearest(X: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> 
 # --------------------------------------------------------------------------------------------------
 
 
-def _embedder_backend(embedder: Embedder) -> Any:
-    """A BERTopic embedding backend around a plain callable, caching word embeddings (MMR embeds each
-    candidate word, and the same words recur across topics)."""
-    from bertopic.backend import BaseEmbedder
-
-    class _CallableBackend(BaseEmbedder):  # type: ignore[misc]
-        def __init__(self, fn: Embedder):
-            super().__init__()
-            self._fn = fn
-            self._cache: dict[str, np.ndarray] = {}
-
-        def embed(self, documents: list[str], verbose: bool = False) -> np.ndarray:
-            missing = [d for d in dict.fromkeys(documents) if d not in self._cache]
-            if missing:
-                vecs = np.asarray(self._fn([m if m else " " for m in missing]), dtype=np.float32)
-                for m, v in zip(missing, vecs.reshape(len(missing), -1), strict=True):
-                    self._cache[m] = v
-            return np.vstack([self._cache[d] for d in documents])
-
-    return _CallableBackend(embedder)
-
-
-def _mmr_model() -> Any:
-    """BERTopic's MaximalMarginalRelevance over the best ``N_CANDIDATE_WORDS`` c-TF-IDF words only
-    (BERTopic hands it 30: deeper candidates are rare words that co-occur little with the topic)."""
-    from bertopic.representation import BaseRepresentation, MaximalMarginalRelevance
-
-    class _TopCandidatesMMR(BaseRepresentation):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self._mmr = MaximalMarginalRelevance(diversity=MMR_DIVERSITY, top_n_words=TOP_N_WORDS)
-
-        def extract_topics(self, topic_model: Any, documents: Any, c_tf_idf: Any, topics: Any) -> Any:
-            short = {t: [(w, s) for w, s in words if w][:N_CANDIDATE_WORDS] for t, words in topics.items()}
-            # MMR picks TOP_N_WORDS and fails with fewer candidates; such topics have nothing to choose.
-            choose = {t: words for t, words in short.items() if len(words) > TOP_N_WORDS}
-            chosen = self._mmr.extract_topics(topic_model, documents, c_tf_idf, choose) if choose else {}
-            return {t: chosen.get(t, words) for t, words in short.items()}
-
-    return _TopCandidatesMMR()
-
-
-@lru_cache(maxsize=1)
-def _keywords_only_bertopic() -> type:
-    """BERTopic without its representative documents: ours are the passages nearest each topic's centre,
-    and its sampling of up to 500 passages per topic (~0.4 s at 20,000 passages) would be thrown away."""
-    from bertopic import BERTopic
-
-    class KeywordsOnlyBERTopic(BERTopic):
-        def _save_representative_docs(self, documents: Any) -> None:
-            self.representative_docs_ = {}
-
-    return KeywordsOnlyBERTopic
-
-
-def _bertopic_keywords(
-    tokens: Sequence[Sequence[str]],
-    labels: np.ndarray,
-    X: np.ndarray,
-    vocab: list[str],
-    use_mmr: bool,
-    embedder: Embedder | None,
-) -> dict[int, list[tuple[str, float]]]:
-    """Keywords per topic from BERTopic (c-TF-IDF, then MMR when ``use_mmr``), keyed by our topic ids."""
-    from bertopic.cluster import BaseCluster
-    from bertopic.dimensionality import BaseDimensionalityReduction
-    from bertopic.vectorizers import ClassTfidfTransformer
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    model = _keywords_only_bertopic()(
-        # Never None-with-a-language: BERTopic would pick (and download) a sentence-transformers model.
-        embedding_model=_embedder_backend(embedder) if (use_mmr and embedder is not None) else None,
-        language=None,  # "english" (the default) strips every non-ASCII character before counting words
-        umap_model=BaseDimensionalityReduction(),
-        hdbscan_model=BaseCluster(),
-        vectorizer_model=CountVectorizer(analyzer=_split_tokens, vocabulary=vocab),
-        ctfidf_model=ClassTfidfTransformer(reduce_frequent_words=True),
-        representation_model=_mmr_model() if use_mmr else None,
-        top_n_words=TOP_N_WORDS,
-        calculate_probabilities=False,
-        verbose=False,
-    )
-    model.fit_transform(_presence_docs(tokens), embeddings=X, y=labels.tolist())
-    # BERTopic re-sorts topics by frequency; map its ids back to ours through the documents.
-    theirs_to_ours: dict[int, int] = {}
-    for theirs, ours in zip(model.topics_, labels.tolist(), strict=True):
-        theirs_to_ours.setdefault(int(theirs), int(ours))
-    out: dict[int, list[tuple[str, float]]] = {}
-    for theirs, ours in theirs_to_ours.items():
-        words = model.get_topic(theirs) or []
-        out[ours] = [(str(w), float(s)) for w, s in words if w and s > 1e-4][:TOP_N_WORDS]
-    return out
-
-
-def _ctfidf_keywords(
-    tokens: Sequence[Sequence[str]], labels: Sequence[int], min_topic_size: int = 2
-) -> dict[int, list[tuple[str, float]]]:
-    """Plain c-TF-IDF top words per topic (the same transformer BERTopic uses), for edits after the fit."""
-    import scipy.sparse as sp
-    from bertopic.vectorizers import ClassTfidfTransformer
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    vocab = _vocabulary(tokens, min_topic_size)
-    if not vocab:
-        return {}
-    if len(vocab) == 1:
-        return _single_word_keywords(tokens, labels, vocab[0])
-    counts = CountVectorizer(analyzer=_split_tokens, vocabulary=vocab).fit_transform(_presence_docs(tokens))
-    topic_ids = sorted(set(labels))
-    index = {t: i for i, t in enumerate(topic_ids)}
-    rows = np.array([index[t] for t in labels])
-    onehot = sp.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(len(topic_ids), len(rows)))
-    per_topic = sp.csr_matrix(onehot @ counts)
-    ctfidf = ClassTfidfTransformer(reduce_frequent_words=True).fit_transform(per_topic).toarray()
-    out: dict[int, list[tuple[str, float]]] = {}
-    for t, row in zip(topic_ids, ctfidf, strict=True):
-        top = np.argsort(-row, kind="stable")[:TOP_N_WORDS]
-        out[t] = [(vocab[j], float(row[j])) for j in top if row[j] > 1e-4]
-    return out
-
-
-def _single_word_keywords(
-    tokens: Sequence[Sequence[str]], labels: Sequence[int], word: str
-) -> dict[int, list[tuple[str, float]]]:
-    """The degenerate one-word vocabulary: each topic whose items use the word gets it, scored by its share."""
-    out: dict[int, list[tuple[str, float]]] = {}
-    for topic in sorted(set(labels)):
-        members = [toks for toks, t in zip(tokens, labels, strict=True) if t == topic]
-        share = sum(word in toks for toks in members) / max(len(members), 1)
-        out[topic] = [(word, float(share))] if share > 0 else []
-    return out
-
-
 def keyword_label(keywords: Sequence[str], topic_id: int) -> str:
     """Label from the top three keywords, e.g. "颱風 · 氣象局 · 降雨", skipping one that repeats a chosen
     word (颱風假 after 颱風); "Topic N" when there are none."""
@@ -797,17 +571,18 @@ def _build(
         warnings.append(f"The minimum topic size {min_topic_size} is large for {n} passages; few topics may form.")
 
     # Reading words takes a while (with progress), so it comes first. Words stored at ingest only need
-    # counting: that runs on the second core while UMAP's SGD runs without the GIL.
+    # counting: that runs on the second core while the clustering's neighbours are searched (pure Python
+    # beside UMAP's SGD would hold the GIL the SGD's epoch loop needs).
     all_stored = words is not None and all(w is not None for w in words)
-    read_now = None if all_stored else _tokens_and_vocabulary(texts, progress, words, min_topic_size)
+    read_now = None if all_stored else read_and_count(texts, progress, words, min_topic_size)
     scripts = _scripts(texts)
     offsets = _language_offsets(X, scripts)
     X = _apply_offsets(X, scripts, offsets)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topic-words") as beside:
-        counting = beside.submit(_tokens_and_vocabulary, texts, None, words, min_topic_size) if all_stored else None
+        counting = beside.submit(read_and_count, texts, None, words, min_topic_size) if all_stored else None
         labels, probs, method, umap_fit = _cluster(X, params, min_topic_size, progress, warnings, fit_sample)
-        tokens, vocab = read_now if counting is None else counting.result()
+        counts = read_now if counting is None else counting.result()
     if params.n_topics is not None:
         labels = _merge_to_count(X, labels, params.n_topics, warnings)
     if params.reduce_outliers:
@@ -821,13 +596,9 @@ def _build(
         logger.info("no embedder given: keywords use plain c-TF-IDF instead of MMR")
         representation = "ctfidf"
     _report(progress, 0.60, "Choosing keywords (c-TF-IDF)")
-    keywords: dict[int, list[tuple[str, float]]] = {}
-    if len(vocab) == 1:  # c-TF-IDF's sparse diagonal fails on a one-word vocabulary (scipy TypeError)
-        keywords = _single_word_keywords(tokens, labels.tolist(), vocab[0])
-    elif vocab:
-        keywords = _bertopic_keywords(tokens, labels, X, vocab, representation == "mmr", embedder)
+    keywords = topic_keywords(counts, labels.tolist(), representation == "mmr", embedder)
     real_ids = [t for t in topic_ids if t != OUTLIER_ID]
-    if not vocab:
+    if not counts.vocab:
         warnings.append(
             "No keywords: the passages contain only stop words, numbers or punctuation. Topics are numbered instead."
         )
@@ -884,4 +655,4 @@ def _build(
     _sort_topics(result)
     _refresh_derived(result)
     _report(progress, 1.0, f"{len(real_ids)} topics")
-    return result, tokens
+    return result, counts.tokens

@@ -18,20 +18,18 @@ import numpy as np
 from services.errors import TopicsUnavailable
 from services.topics_build import (
     N_REPRESENTATIVES,
-    TOP_N_WORDS,
     _apply_offsets,
     _clean_label,
-    _ctfidf_keywords,
     _join_floor,
     _normalize,
     _refresh_derived,
     _scripts,
     _sort_topics,
-    _tokenize,
     _unit_rows,
     _xy,
     keyword_label,
 )
+from services.topics_ctfidf import TOP_N_WORDS, keywords_of_grouping, read_words
 from services.topics_model import OUTLIER_ID, OUTLIER_LABEL, TopicInfo, TopicResult
 
 __all__ = ["assign_new_items", "merge_topics", "reduce_outliers", "refit_advised", "rename_topic"]
@@ -242,9 +240,9 @@ def _update_keywords(
         raise TopicsUnavailable(f"Got {len(words)} word lists for {len(ids)} items.")
     rows = [r for r, i in enumerate(ids) if i in out.assignments]
     stored = [words[r] for r in rows] if words is not None else None
-    tokens = _tokenize([texts[r] for r in rows], None, 0.0, 1.0, stored)
+    tokens = read_words([texts[r] for r in rows], None, 0.0, 1.0, stored)
     labels = [out.assignments[ids[r]] for r in rows]
-    by_topic = _ctfidf_keywords(tokens, labels, out.params.min_topic_size or 2)
+    by_topic = keywords_of_grouping(tokens, labels, out.params.min_topic_size or 2)
     for t in topic_ids:
         topic = out.topic(t)
         kw = by_topic.get(t, [])

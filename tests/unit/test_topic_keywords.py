@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.topic_keywords import is_keyword, is_numeral
-from services.topics_build import _tokenize
+from services.topics_ctfidf import read_words
 
 
 @pytest.mark.parametrize(
@@ -54,6 +54,6 @@ def test_single_han_characters_and_long_tokens_are_not_keywords() -> None:
 
 def test_tokenize_drops_article_numbers_from_a_regulation() -> None:
     text = "第十一條 颱風警報發布後，氣象局應通報。第十二條 十一 十二 2024 年度預算"
-    (words,) = _tokenize([text], None, 0.0, 1.0)
+    (words,) = read_words([text], None, 0.0, 1.0)
     assert "颱風" in words and "氣象局" in words
     assert not [w for w in words if is_numeral(w)], words
