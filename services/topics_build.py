@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import warnings as pywarnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from services.errors import TopicsUnavailable
-from services.topics_ctfidf import read_and_count, topic_keywords
+from services.topics_ctfidf import WordCounts, read_and_count, topic_keywords
 from services.topics_model import (
     OUTLIER_ID,
     OUTLIER_LABEL,
@@ -102,7 +103,7 @@ def _unit_rows(embeddings: np.ndarray, n: int) -> np.ndarray:
     norms = np.linalg.norm(arr, axis=1)
     if (norms < 1e-12).any():
         raise TopicsUnavailable(f"{int((norms < 1e-12).sum())} passages have an all-zero embedding: re-index them.")
-    return (arr / norms[:, None]).astype(np.float32)
+    return arr * (1.0 / norms).astype(np.float32)[:, None]  # float32 throughout: one new array
 
 
 def _normalize(mat: np.ndarray) -> np.ndarray:
@@ -177,7 +178,7 @@ def _apply_offsets(X: np.ndarray, scripts: Sequence[str], offsets: dict[str, np.
 
 
 def _nearly_identical(X: np.ndarray) -> bool:
-    mean = _normalize(X.mean(axis=0))
+    mean = _normalize(X.mean(axis=0, dtype=np.float64)).astype(X.dtype)  # X @ a float64 mean copies X
     return bool(np.max(1.0 - X @ mean) < 1e-4)
 
 
@@ -302,6 +303,7 @@ def _cluster(
     progress: Progress | None,
     warnings: list[str],
     fit_sample: int | None = None,
+    searching: threading.Event | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str, UmapFit | None]:
     """Labels (-1 = outlier), per-item probabilities, which path was taken, and the clustering UMAP when
     it ran (the map is laid out from its graph)."""
@@ -318,7 +320,7 @@ def _cluster(
     umap_fit: UmapFit | None = None
     try:
         _report(progress, 0.30, "Reducing dimensions (UMAP)")
-        umap_fit = fit_umap(X, params, warnings, fit_sample)
+        umap_fit = fit_umap(X, params, warnings, fit_sample, searching)
         _report(progress, 0.50, "Finding dense groups (HDBSCAN)")
         fitted_min_size = _sample_min_size(min_topic_size, len(umap_fit.fitted), n)
         fitted_labels, fitted_probs = _hdbscan(umap_fit.reduced, X[umap_fit.fitted], fitted_min_size)
@@ -538,6 +540,13 @@ def build_topics(
     return result
 
 
+def _count_when_set(
+    start: threading.Event, texts: Sequence[str], words: Sequence[Sequence[str] | None] | None, min_topic_size: int
+) -> WordCounts:
+    start.wait()
+    return read_and_count(texts, None, words, min_topic_size)
+
+
 def _build(
     texts: Sequence[str],
     embeddings: np.ndarray,
@@ -571,17 +580,23 @@ def _build(
         warnings.append(f"The minimum topic size {min_topic_size} is large for {n} passages; few topics may form.")
 
     # Reading words takes a while (with progress), so it comes first. Words stored at ingest only need
-    # counting: that runs on the second core while the clustering's neighbours are searched (pure Python
-    # beside UMAP's SGD would hold the GIL the SGD's epoch loop needs).
+    # counting, on the second core while the clustering's neighbours are searched: the search runs
+    # without the GIL, which counting holds (beside any other step of the clustering it would slow it).
     all_stored = words is not None and all(w is not None for w in words)
     read_now = None if all_stored else read_and_count(texts, progress, words, min_topic_size)
     scripts = _scripts(texts)
     offsets = _language_offsets(X, scripts)
     X = _apply_offsets(X, scripts, offsets)
 
+    searching = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topic-words") as beside:
-        counting = beside.submit(read_and_count, texts, None, words, min_topic_size) if all_stored else None
-        labels, probs, method, umap_fit = _cluster(X, params, min_topic_size, progress, warnings, fit_sample)
+        counting = beside.submit(_count_when_set, searching, texts, words, min_topic_size) if all_stored else None
+        try:
+            labels, probs, method, umap_fit = _cluster(
+                X, params, min_topic_size, progress, warnings, fit_sample, searching
+            )
+        finally:
+            searching.set()  # the clustering may not have searched neighbours (tiny or identical items)
         counts = read_now if counting is None else counting.result()
     if params.n_topics is not None:
         labels = _merge_to_count(X, labels, params.n_topics, warnings)

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -101,20 +102,26 @@ def min_df(n_items: int, min_topic_size: int, mean_words: float) -> int:
 
 def count_words(tokens: list[list[str]], min_topic_size: int) -> WordCounts:
     """The vocabulary (words in at least :func:`min_df` items; all words if none is; the ``MAX_VOCAB``
-    most widespread, ties by word) and the presence matrix over it."""
+    most widespread, ties by word) and the presence matrix over it.
+
+    Counted in C (pandas' hash factorisation, numpy's sort): it runs beside the clustering's neighbour
+    search, and a Python loop over every word (~0.7 s at 20,000 passages) would hold the GIL the main
+    thread needs meanwhile."""
+    import pandas as pd
     import scipy.sparse as sp
 
-    index: dict[str, int] = {}
-    columns: list[int] = []
-    ends: list[int] = []
-    for toks in tokens:
-        columns.extend({index.setdefault(w, len(index)) for w in toks})
-        ends.append(len(columns))
     n = len(tokens)
-    words = np.array(list(index), dtype=object)
-    cols = np.asarray(columns, dtype=np.int64)
+    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=n)
+    codes, uniques = pd.factorize(np.array(list(chain.from_iterable(tokens)), dtype=object))
+    words = np.asarray(uniques, dtype=object)
+    n_words = max(len(words), 1)
+    # (item, word) pairs, each once, item-major. Sorted and de-duplicated by hand: np.unique (numpy 2.4)
+    # takes ~0.7 s on these 650k integers, a sort ~0.05 s.
+    pairs = np.sort(np.repeat(np.arange(n, dtype=np.int64), lengths) * n_words + codes)
+    pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))] if len(pairs) else pairs
+    rows, cols = pairs // n_words, pairs % n_words
     df = np.bincount(cols, minlength=len(words))
-    threshold = min_df(n, min_topic_size, len(cols) / max(n, 1))
+    threshold = min_df(n, min_topic_size, len(pairs) / max(n, 1))
     keep = np.flatnonzero(df >= threshold)
     if not len(keep) and threshold > 1:
         keep = np.arange(len(words))
@@ -123,7 +130,6 @@ def count_words(tokens: list[list[str]], min_topic_size: int) -> WordCounts:
     keep = keep[np.argsort(words[keep], kind="stable")]  # the vocabulary in word order
     column_of = np.full(len(words), -1, dtype=np.int64)
     column_of[keep] = np.arange(len(keep))
-    rows = np.repeat(np.arange(n), np.diff(np.asarray([0, *ends])))
     new_cols = column_of[cols]
     used = new_cols >= 0
     presence = sp.csr_matrix(
