@@ -201,8 +201,8 @@ def fit_umap(
     knn = exact_knn_graph(X_fit, k)
     from services import umap_sgd
 
-    umap_sgd.install()  # float32, without the GIL: the map is laid out on the second core meanwhile
-    with pywarnings.catch_warnings():
+    # Our float32 epoch, without the GIL: the map is laid out on the second core meanwhile.
+    with umap_sgd.in_use(), pywarnings.catch_warnings():
         pywarnings.simplefilter("ignore", category=UserWarning)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topic-map") as beside:
             layout = beside.submit(map_layout, X_fit, knn, k, params.seed)

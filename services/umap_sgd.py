@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -23,8 +25,11 @@ from umap.utils import tau_rand_int
 
 logger = logging.getLogger(__name__)
 
+_UMAP_EPOCH = "_nb_optimize_layout_euclidean_single_epoch"  # what umap.layouts calls when seeded
 _install_lock = threading.Lock()
 _compiled: Any = None
+_users = 0  # topic builds running with this epoch in place
+_umaps_own: Any = None
 
 
 def _epoch(  # noqa: PLR0913 - UMAP calls it with exactly these arguments
@@ -115,15 +120,31 @@ def compiled_epoch() -> Any:
     return _compiled
 
 
-def install() -> bool:
-    """Make seeded UMAPs of this process use this epoch; return whether they do. Should a umap-learn
-    release rename the function it calls, UMAP runs with its own epoch (holding the GIL: the clustering
-    and the map then run one after the other)."""
+@contextmanager
+def in_use() -> Iterator[bool]:
+    """While inside, seeded UMAPs of this process run this epoch (yields whether they do); when the last
+    user leaves, UMAP's own epoch is back, so a BERTopic baseline fitted later in the same process is
+    BERTopic as shipped. Should a umap-learn release rename the function it calls, UMAP runs with its
+    own epoch (holding the GIL: the clustering and the map then run one after the other)."""
+    global _users, _umaps_own
     from umap import layouts
 
     with _install_lock:
-        if getattr(layouts, "_nb_optimize_layout_euclidean_single_epoch", None) is None:
+        if getattr(layouts, _UMAP_EPOCH, None) is None:
             logger.warning("umap.layouts changed: topic builds use UMAP's own SGD epoch")
-            return False
-        layouts._nb_optimize_layout_euclidean_single_epoch = compiled_epoch()
-    return True
+            active = False
+        else:
+            if _users == 0:
+                _umaps_own = getattr(layouts, _UMAP_EPOCH)
+                setattr(layouts, _UMAP_EPOCH, compiled_epoch())
+            _users += 1
+            active = True
+    try:
+        yield active
+    finally:
+        if active:
+            with _install_lock:
+                _users -= 1
+                if _users == 0:
+                    setattr(layouts, _UMAP_EPOCH, _umaps_own)
+                    _umaps_own = None

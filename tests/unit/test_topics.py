@@ -574,16 +574,42 @@ def test_a_map_layout_that_fails_keeps_the_topics_and_says_the_map_is_pca(monkey
     assert not any("map layout uses PCA" in w for w in normal.warnings)
 
 
-def test_topic_builds_run_our_sgd_epoch_in_umap_and_it_releases_the_gil() -> None:
-    """A guard for an upgrade of umap-learn: the replaced function is UMAP-internal."""
+def test_topic_builds_run_our_sgd_epoch_in_umap_and_put_umaps_own_back() -> None:
+    """A guard for an upgrade of umap-learn (the replaced function is UMAP-internal), and for baselines
+    fitted later in the same process (``eval topics --compare-defaults``): they get UMAP as shipped."""
     from umap import layouts
 
     from services import umap_sgd
 
-    assert umap_sgd.install()
-    assert layouts._nb_optimize_layout_euclidean_single_epoch is umap_sgd.compiled_epoch()
+    umaps_own = layouts._nb_optimize_layout_euclidean_single_epoch
+    with umap_sgd.in_use() as active:
+        assert active
+        assert layouts._nb_optimize_layout_euclidean_single_epoch is umap_sgd.compiled_epoch()
+        with umap_sgd.in_use():  # a second build at the same time
+            assert layouts._nb_optimize_layout_euclidean_single_epoch is umap_sgd.compiled_epoch()
+        assert layouts._nb_optimize_layout_euclidean_single_epoch is umap_sgd.compiled_epoch()  # one user left
+    assert layouts._nb_optimize_layout_euclidean_single_epoch is umaps_own
     assert umap_sgd.compiled_epoch().targetoptions.get("nogil") is True
-    assert umap_sgd.install()  # idempotent
+
+
+def test_a_build_runs_our_epoch_and_a_failed_one_still_puts_umaps_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from umap import layouts
+
+    from services import topics_umap, umap_sgd
+
+    umaps_own = layouts._nb_optimize_layout_euclidean_single_epoch
+    seen: list[object] = []
+
+    def embed_then_fail(*_args: object, **_kwargs: object) -> np.ndarray:
+        seen.append(layouts._nb_optimize_layout_euclidean_single_epoch)
+        raise RuntimeError("SGD diverged")
+
+    monkeypatch.setattr(topics_umap, "umap_embed", embed_then_fail)
+    X, _truth = _clusters([30, 30], dim=16, seed=4)
+    with pytest.raises(RuntimeError, match="diverged"):
+        topics_umap.fit_umap(X / np.linalg.norm(X, axis=1, keepdims=True), TopicParams(), [])
+    assert umap_sgd.compiled_epoch() in seen
+    assert layouts._nb_optimize_layout_euclidean_single_epoch is umaps_own
 
 
 def _sgd_problem(n_items: int = 300, seed: int = 3) -> dict[str, object]:
