@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from services.errors import TopicsUnavailable
-from services.topics_ctfidf import WordCounts, read_and_count, topic_keywords
+from services.topics_ctfidf import Embedder, Progress, WordCounts, read_and_count, report_progress, topic_keywords
 from services.topics_model import (
     OUTLIER_ID,
     OUTLIER_LABEL,
@@ -46,9 +46,7 @@ from services.topics_umap import UmapFit, fit_umap, umap_embed
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[float, str], None]
 Labeler = Callable[[list[str], list[str]], str]
-Embedder = Callable[[list[str]], np.ndarray]
 
 MIN_ITEMS = 3  # fewer cannot form two groups worth calling topics
 SMALL_CORPUS = 40  # below this, UMAP's k-NN graph is too thin to trust: hierarchical clustering instead
@@ -110,11 +108,6 @@ def _normalize(mat: np.ndarray) -> np.ndarray:
     mat = np.asarray(mat, dtype=np.float64)
     norms = np.linalg.norm(mat, axis=-1, keepdims=True)
     return mat / np.maximum(norms, 1e-12)
-
-
-def _report(progress: Progress | None, fraction: float, message: str) -> None:
-    if progress is not None:
-        progress(float(min(max(fraction, 0.0), 1.0)), message)
 
 
 def _renumber_by_size(labels: np.ndarray) -> np.ndarray:
@@ -319,9 +312,9 @@ def _cluster(
         return labels, _cosine_probs(X, labels), "hierarchical", None
     umap_fit: UmapFit | None = None
     try:
-        _report(progress, 0.30, "Reducing dimensions (UMAP)")
+        report_progress(progress, 0.30, "Reducing dimensions (UMAP)")
         umap_fit = fit_umap(X, params, warnings, fit_sample, searching)
-        _report(progress, 0.50, "Finding dense groups (HDBSCAN)")
+        report_progress(progress, 0.50, "Finding dense groups (HDBSCAN)")
         fitted_min_size = _sample_min_size(min_topic_size, len(umap_fit.fitted), n)
         fitted_labels, fitted_probs = _hdbscan(umap_fit.reduced, X[umap_fit.fitted], fitted_min_size)
         labels, probs = umap_fit.spread_labels(fitted_labels, fitted_probs)
@@ -610,7 +603,7 @@ def _build(
     if representation == "mmr" and embedder is None:
         logger.info("no embedder given: keywords use plain c-TF-IDF instead of MMR")
         representation = "ctfidf"
-    _report(progress, 0.60, "Choosing keywords (c-TF-IDF)")
+    report_progress(progress, 0.60, "Choosing keywords (c-TF-IDF)")
     keywords = topic_keywords(counts, labels.tolist(), representation == "mmr", embedder)
     real_ids = [t for t in topic_ids if t != OUTLIER_ID]
     if not counts.vocab:
@@ -620,7 +613,7 @@ def _build(
     elif any(not keywords.get(t) for t in real_ids):
         warnings.append("Some topics have no distinctive words; they are numbered instead of named.")
 
-    _report(progress, 0.70, "Laying out the map")
+    report_progress(progress, 0.70, "Laying out the map")
     coords = _map_coords(X, params, method, warnings, umap_fit)
 
     centroids = _centroids(X, labels, topic_ids)
@@ -646,7 +639,9 @@ def _build(
     if labeler is not None:
         from services.topic_labels import name_topics
 
-        label_model = name_topics(topics, texts, item_ids, labeler, lambda f, m: _report(progress, f, m), warnings)
+        label_model = name_topics(
+            topics, texts, item_ids, labeler, lambda f, m: report_progress(progress, f, m), warnings
+        )
 
     result = TopicResult(
         topics=topics,
@@ -669,5 +664,5 @@ def _build(
     )
     _sort_topics(result)
     _refresh_derived(result)
-    _report(progress, 1.0, f"{len(real_ids)} topics")
+    report_progress(progress, 1.0, f"{len(real_ids)} topics")
     return result, counts.tokens

@@ -47,7 +47,8 @@ class WordCounts:
     presence: Any
 
 
-def _report(progress: Progress | None, fraction: float, message: str) -> None:
+def report_progress(progress: Progress | None, fraction: float, message: str) -> None:
+    """Tell ``progress`` (if any) how far a build is, the fraction clamped to [0, 1]."""
     if progress is not None:
         progress(float(min(max(fraction, 0.0), 1.0)), message)
 
@@ -70,7 +71,7 @@ def read_words(
             out.append(list(known))
             continue
         if i % step == 0:
-            _report(progress, lo + (hi - lo) * i / max(n, 1), f"Reading the words of passage {i + 1} of {n}")
+            report_progress(progress, lo + (hi - lo) * i / max(n, 1), f"Reading the words of passage {i + 1} of {n}")
         out.append(list(_keyword_words(text or "")))
     return out
 
